@@ -1,0 +1,3 @@
+from gazecli.cli import main
+
+main()

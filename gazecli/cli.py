@@ -1,0 +1,101 @@
+"""The `gaze` command: registers the subcommands, nothing else.
+
+Subcommand modules are imported only when a subcommand runs (or its own --help is asked for),
+so `gaze --help` does not pay for pydantic, numpy or torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+try:  # recent typer vendors click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException  # type: ignore[no-redef]
+
+# name -> (module exposing `app`, one-line help shown by `gaze --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("gazecli.commands.data", "Datasets: synthesize GazeWorld, check a dataset, make label splits, baselines."),
+    "eval": ("gazecli.commands.eval", "Score a prediction file with the published GazeFollow / VideoAttentionTarget protocols."),
+}
+
+
+class LazyGroup(TyperGroup):
+    """Imports a subcommand's module only when that subcommand is needed."""
+
+    _listing = False
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx, name: str):
+        if name not in COMMANDS:
+            return super().get_command(ctx, name)
+        module_name, short_help = COMMANDS[name]
+        if self._listing:  # `gaze --help`: a stub carrying the one-line help is enough
+            return TyperCommand(name, help=short_help, short_help=short_help)
+        module = importlib.import_module(module_name)
+        command = typer.main.get_command(module.app)
+        command.name = name
+        return command
+
+    def format_help(self, ctx, formatter) -> None:
+        self._listing = True
+        try:
+            return super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
+app = typer.Typer(
+    cls=LazyGroup,
+    name="gaze",
+    help="gazecli: gaze following from few labels (GCDR, ECCV 2024): VQA Grad-CAM pseudo-labels "
+         "refined by a diffusion prior, training, evaluation and prediction.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True),
+) -> None:
+    if version:
+        from gazecli import __version__
+
+        typer.echo(f"gazecli {__version__}")
+        raise typer.Exit()
+
+
+def _error(message: str, code: int) -> int:
+    typer.secho(f"error: {' '.join(str(message).split())}", fg="red", err=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors are one red line and a non-zero exit code, never a traceback."""
+    from gazecli.core.errors import GazeError
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="gaze", standalone_mode=False)
+    except GazeError as e:
+        code = _error(str(e), e.exit_code)
+    except ClickException as e:  # usage errors: bad flag, bad type, missing argument
+        # a bare `gaze` / `gaze data` has printed its help already
+        code = 0 if type(e).__name__ == "NoArgsIsHelpError" else _error(e.format_message(), e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        code = _error("interrupted", 130)
+    except BrokenPipeError:
+        code = 0
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""One thin module per subcommand: flags -> settings model -> one core call -> report."""

@@ -1,0 +1,103 @@
+"""gaze data: synth | check | split | baseline"""
+
+from __future__ import annotations
+
+import typer
+
+from gazecli.commands._options import settings_command
+from gazecli.core.settings import BaselineSettings, CheckSettings, SplitSettings, SynthSettings
+
+app = typer.Typer(name="data", help="Datasets: synthesize GazeWorld, check a dataset, make label splits, baselines.",
+                  no_args_is_help=True, add_completion=False)
+
+
+@settings_command(app, "synth", SynthSettings)
+def synth(s: SynthSettings) -> None:
+    """Write GazeWorld, a procedural world in the exact (extended) GazeFollow on-disk format."""
+    from gazecli.commands._report import console, key_value_table, progress_bar
+    from gazecli.core.data.gazeworld import synthesize_gazeworld
+
+    with progress_bar("GazeWorld", "images") as update:
+        summary = synthesize_gazeworld(s.out, s.train, s.test, seed=s.seed, size=s.size, difficulty=s.difficulty,
+                                       image_format=s.image_format, test_annotators=s.test_annotators,
+                                       progress=update, force=s.force)
+    console.print(key_value_table("GazeWorld", [
+        ("train images / persons", f"{summary['n_train_images']} / {summary['n_train_persons']} "
+                                   f"({summary['n_train_out_of_frame']} out of frame)"),
+        ("test images / persons", f"{summary['n_test_images']} / {summary['n_test_persons']} "
+                                  f"({summary['n_test_rows']} annotator rows)"),
+        ("difficulty, size, seed", f"{summary['difficulty']}, {s.size} px, {s.seed}"),
+        ("speed", f"{summary['images_per_s']:.0f} images/s ({summary['seconds']:.1f} s)"),
+    ]))
+    console.print(f"wrote {summary['files_written']} files to [bold]{s.out}[/]")
+
+
+@settings_command(app, "check", CheckSettings)
+def check(s: CheckSettings) -> None:
+    """Validate a GazeFollow or VideoAttentionTarget dataset: every row, and every image."""
+    from rich.table import Table
+
+    from gazecli.commands._report import console, progress_bar
+    from gazecli.core.data.check import check_dataset
+
+    with progress_bar("images", "images") as update:
+        summary = check_dataset(s.root, s.dataset, decode=s.decode, skip_invalid=s.skip_invalid, progress=update)
+    table = Table(title=f"{summary['dataset']}: {summary['root']}", title_justify="left")
+    splits = summary["splits"]
+    table.add_column("")
+    for name in splits:
+        table.add_column(name, justify="right")
+    keys = [k for k in ("file", "images", "persons", "in_frame", "out_of_frame", "with_body_box", "tracks",
+                        "dropped_inout_-1", "skipped_rows") if any(k in v for v in splits.values())]
+    for k in keys:
+        table.add_row(k.replace("_", " "), *(str(v.get(k, "-")) for v in splits.values()))
+    if "annotators_per_person" in splits.get("test", {}):
+        a = splits["test"]["annotators_per_person"]
+        table.add_row("annotators / test person", *(["-"] if "train" in splits else []),
+                      f"{a['min']} / {a['mean']:.1f} / {a['max']} (min/mean/max)")
+    console.print(table)
+    img = summary["images"]
+    size = ""
+    if "width" in img:
+        w, h = img["width"], img["height"]
+        size = f", width {w['min']}-{w['max']} (median {w['median']:.0f}), height {h['min']}-{h['max']} (median {h['median']:.0f})"
+    console.print(f"images: {img['count']} {'decoded' if img['decoded'] else 'found'}{size}")
+    for ls in summary.get("label_splits", []):
+        console.print(f"label split {ls['folder']} ratio {ls['ratio']}: labelled {ls['labelled_persons']} "
+                      f"(images {ls['labelled_images']}), val {ls['val_persons']}, unlabelled {ls['unlabelled_persons']}"
+                      + (f", {ls['in_no_file']} rows in no split file (counted as labelled)" if ls["in_no_file"] else ""))
+    if summary["skipped_rows"]:
+        console.print(f"[yellow]skipped {len(summary['skipped_rows'])} invalid rows[/] (first: {summary['skipped_rows'][0]})")
+    console.print("[green]ok[/]")
+
+
+@settings_command(app, "split", SplitSettings)
+def split(s: SplitSettings) -> None:
+    """Make a seeded image-level label split (labelled / validation / unlabelled) in the authors' file format."""
+    from gazecli.commands._report import console, key_value_table
+    from gazecli.core.data.gazefollow import read_gazefollow
+    from gazecli.core.data.splits import default_split_folder, make_split, write_split
+
+    table = read_gazefollow(s.root, "train", skip_invalid=s.skip_invalid)
+    result = make_split(table, s.ratio, s.seed, s.val_fraction)
+    folder = s.out if s.out is not None else default_split_folder(s.root, s.seed)
+    written = write_split(table, result, folder, force=s.force, extra={"val_fraction": s.val_fraction})
+    c = result.counts(table)
+    console.print(key_value_table(f"split ratio {s.ratio}, seed {s.seed} (image-level)", [
+        ("labelled (train)", f"{c['labelled_persons']} persons, {c['labelled_images']} images"),
+        ("validation", f"{c['val_persons']} persons, {c['val_images']} images"),
+        ("unlabelled", f"{c['unlabelled_persons']} persons, {c['unlabelled_images']} images"),
+        ("labelled fraction", f"{(c['labelled_persons'] + c['val_persons']) / len(table):.4f} of {len(table)} persons"),
+    ]))
+    for p in written:
+        console.print(f"wrote [bold]{p}[/]")
+
+
+@settings_command(app, "baseline", BaselineSettings)
+def baseline(s: BaselineSettings) -> None:
+    """Write a model-free baseline prediction file (centre Gaussian or training prior)."""
+    from gazecli.commands._report import console
+    from gazecli.core.stages.baseline import make_baseline
+
+    out = make_baseline(s)
+    console.print(f"wrote {out['kind']} baseline for {out['persons']} {out['split']} persons to [bold]{out['out']}[/]")

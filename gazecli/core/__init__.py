@@ -1,0 +1,1 @@
+"""The gazecli library: data, models, engine, stages and metrics. Importable without Typer."""

@@ -1,0 +1,1 @@
+"""The shared engine: devices, precision, distributed runs, checkpoints, run folders, training."""

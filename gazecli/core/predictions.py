@@ -1,0 +1,117 @@
+"""The prediction file every gazecli command writes and `gaze eval --predictions` reads.
+
+`.npz` (no pickles) with
+- `path`    (N,) str    image path as in the annotations (root-relative),
+- `eye`     (N, 2) float normalised eye (GazeFollow) / head-box centre (VideoAttentionTarget),
+- `heatmap` (N, h, w) float32,
+- `inout`   (N,) float  optional in-frame score (higher = more likely in frame).
+Persons are joined to the annotations on (path, eye) with tolerance 1e-4.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gazecli.core.data.table import PersonTable
+from gazecli.core.errors import DataError
+
+JOIN_TOLERANCE = 1e-4
+
+
+@dataclass
+class Predictions:
+    path: np.ndarray  # (N,) str
+    eye: np.ndarray  # (N, 2) float64
+    heatmap: np.ndarray  # (N, h, w) float32
+    inout: np.ndarray | None = None  # (N,) float
+
+    def __len__(self) -> int:
+        return int(self.path.shape[0])
+
+    def subset(self, index) -> "Predictions":
+        return Predictions(self.path[index], self.eye[index], self.heatmap[index],
+                           None if self.inout is None else self.inout[index])
+
+
+def save_predictions(file: Path, predictions: Predictions) -> Path:
+    """Write atomically (a temporary name, then rename)."""
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"path": np.asarray(predictions.path, dtype=str), "eye": np.asarray(predictions.eye, dtype=np.float64),
+              "heatmap": np.asarray(predictions.heatmap, dtype=np.float32)}
+    if predictions.inout is not None:
+        arrays["inout"] = np.asarray(predictions.inout, dtype=np.float32)
+    tmp = file.with_name(file.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, file)
+    return file
+
+
+def load_predictions(file: Path) -> Predictions:
+    file = Path(file)
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            missing = [k for k in ("path", "eye", "heatmap") if k not in data.files]
+            if missing:
+                raise DataError(f"{file.name}: prediction file lacks {', '.join(missing)} "
+                                f"(needs path, eye, heatmap[, inout])")
+            arrays = {k: data[k] for k in data.files}
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{file.name}: not a readable .npz prediction file ({e.__class__.__name__}: {e})") from None
+    path, eye, heatmap = arrays["path"], arrays["eye"], arrays["heatmap"]
+    inout = arrays.get("inout")
+    n = len(path)
+    if path.ndim != 1 or path.dtype.kind not in "US":
+        raise DataError(f"{file.name}: 'path' must be a 1-D string array")
+    if eye.shape != (n, 2):
+        raise DataError(f"{file.name}: 'eye' must have shape ({n}, 2), found {eye.shape}")
+    if heatmap.ndim != 3 or heatmap.shape[0] != n:
+        raise DataError(f"{file.name}: 'heatmap' must have shape ({n}, h, w), found {heatmap.shape}")
+    if not np.isfinite(heatmap).all():
+        raise DataError(f"{file.name}: 'heatmap' holds NaN or infinite values")
+    if not np.isfinite(eye).all():
+        raise DataError(f"{file.name}: 'eye' holds NaN or infinite values")
+    if inout is not None and inout.shape != (n,):
+        raise DataError(f"{file.name}: 'inout' must have shape ({n},), found {inout.shape}")
+    return Predictions(path.astype(str), eye.astype(np.float64), heatmap.astype(np.float32),
+                       None if inout is None else inout.astype(np.float64))
+
+
+def join_predictions(table: PersonTable, predictions: Predictions, name: str = "predictions",
+                     tolerance: float = JOIN_TOLERANCE) -> np.ndarray:
+    """For every person of `table`, the index of its prediction; errors on missing, extra,
+    duplicate or ambiguous persons."""
+    by_path: dict[str, list[int]] = {}
+    for row, p in enumerate(table.path):
+        by_path.setdefault(p, []).append(row)
+    match = np.full(len(table), -1, dtype=np.int64)
+    for i in range(len(predictions)):
+        rows = by_path.get(predictions.path[i], [])
+        if rows:
+            d = np.abs(table.eye_xy_norm[rows] - predictions.eye[i]).max(axis=1)
+            close = np.flatnonzero(d <= tolerance)
+        else:
+            close = np.zeros(0, dtype=np.int64)
+        where = f"{name}: person {i} ({predictions.path[i]}, eye {tuple(np.round(predictions.eye[i], 6))})"
+        if len(close) == 0:
+            raise DataError(f"{where} is not a person of the {table.split} split")
+        if len(close) > 1:
+            raise DataError(f"{where} matches {len(close)} annotated persons within {tolerance:g}")
+        row = rows[close[0]]
+        if match[row] >= 0:
+            raise DataError(f"{where} duplicates person {match[row]}")
+        match[row] = i
+    missing = np.flatnonzero(match < 0)
+    if len(missing):
+        r = missing[0]
+        raise DataError(f"{name}: {len(missing)} of {len(table)} persons of the {table.split} split have no "
+                        f"prediction (first: {table.path[r]}, eye {tuple(np.round(table.eye_xy_norm[r], 6))})")
+    return match

@@ -1,0 +1,1 @@
+"""Stages: one function per command, callable from Python and from the CLI."""
