@@ -5,7 +5,8 @@ training images, same steps and seed, scored on the test split with the GazeFoll
     python benchmarks/gazeworld_gap.py --steps 200    # quicker, noisier
 
 The model (~0.4 M parameters) is a throwaway in the spirit of gazeworld-notes.md §B: a scene
-CNN on RGB + head channel, a face CNN, fusion at 1/8 resolution, a 32x32 heatmap trained with
+CNN on RGB + head channel, a face CNN, fusion at 1/8 resolution with coordinates relative to
+the head, a 32x32 heatmap trained with
 a spatial-softmax cross-entropy against the Gaussian target.
 """
 
@@ -38,14 +39,20 @@ class TinyGaze(nn.Module):
         super().__init__()
         self.scene = nn.Sequential(block(4, 16, 2), block(16, 32, 2), block(32, 48, 2))  # 128 -> 16
         self.face = nn.Sequential(block(3, 16, 2), block(16, 32, 2), block(32, 64, 2), nn.AdaptiveAvgPool2d(1))
-        self.fuse = nn.Sequential(block(48 + 64 + 1, 64), block(64, 64))
+        self.fuse = nn.Sequential(block(48 + 64 + 3, 64), block(64, 64))
         self.head = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), block(64, 32), nn.Conv2d(32, 1, 1))
 
-    def forward(self, scene, head_channel, face):
+    def forward(self, scene, head_channel, face, head_box):
         s = self.scene(torch.cat([scene, head_channel], 1))  # (B, 48, 16, 16)
         f = self.face(face).expand(-1, -1, *s.shape[-2:])
         h = F.interpolate(head_channel, size=s.shape[-2:], mode="area")
-        return self.head(self.fuse(torch.cat([s, f, h], 1)))[:, 0]  # (B, 32, 32) logits
+        # where each cell is relative to the head centre: what a gaze direction needs
+        n = s.shape[-1]
+        grid = (torch.arange(n, dtype=s.dtype) + 0.5) / n
+        cx = ((head_box[:, 0] + head_box[:, 2]) / 2)[:, None, None]
+        cy = ((head_box[:, 1] + head_box[:, 3]) / 2)[:, None, None]
+        rel = torch.stack([(grid[None, None, :] - cx).expand(-1, n, n), (grid[None, :, None] - cy).expand(-1, n, n)], 1)
+        return self.head(self.fuse(torch.cat([s, f, h, rel], 1)))[:, 0]  # (B, 32, 32) logits
 
 
 def train_and_score(root: Path, labelled: np.ndarray, steps: int, seed: int) -> dict:
@@ -63,7 +70,7 @@ def train_and_score(root: Path, labelled: np.ndarray, steps: int, seed: int) -> 
     while step < steps:
         ds.set_epoch(epoch)
         for b in loader:
-            logits = model(b["scene"], b["head_channel"], b["face"]).flatten(1)
+            logits = model(b["scene"], b["head_channel"], b["face"], b["head_box_xyxy_norm"]).flatten(1)
             target = b["heatmap"].flatten(1)
             target = target / target.sum(1, keepdim=True)
             loss = -(target * F.log_softmax(logits, 1)).sum(1).mean()
@@ -81,7 +88,7 @@ def train_and_score(root: Path, labelled: np.ndarray, steps: int, seed: int) -> 
     meter = GazeFollowMeter("native")
     with torch.no_grad():
         for b in torch.utils.data.DataLoader(tds, batch_size=64):
-            hm = model(b["scene"], b["head_channel"], b["face"])
+            hm = model(b["scene"], b["head_channel"], b["face"], b["head_box_xyxy_norm"])
             meter.update(hm, b["image_size_hw"], b["gaze_points_norm"].double())
     out = meter.compute()
     return {"persons": int(len(keep)), "steps": steps, "epochs": epoch, "seconds": time.time() - t0,

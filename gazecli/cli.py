@@ -20,7 +20,8 @@ except ImportError:  # pragma: no cover
 # name -> (module exposing `app`, one-line help shown by `gaze --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("gazecli.commands.data", "Datasets: synthesize GazeWorld, check a dataset, make label splits, baselines."),
-    "eval": ("gazecli.commands.eval", "Score a prediction file with the published GazeFollow / VideoAttentionTarget protocols."),
+    "eval": ("gazecli.commands.eval", "Score predictions or a checkpoint with the published GazeFollow / VideoAttentionTarget protocols."),
+    "train-student": ("gazecli.commands.train_student", "Train the VAT student (supervised; semi-supervised teachers later)."),
 }
 
 

@@ -79,8 +79,12 @@ def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
 
 
 def settings_command(app: typer.Typer, name: str, settings_cls: type[GazeSettings],
-                     help: str | None = None) -> Callable:
-    """Register `run(settings)` as `name` under `app`, its options generated from `settings_cls`."""
+                     help: str | None = None, resumable: bool = False) -> Callable:
+    """Register `run(settings)` as `name` under `app`, its options generated from `settings_cls`.
+
+    resumable: `--resume RUN_DIR` alone restores the run's saved settings (RUN_DIR/settings.toml)
+    as the config file; other flags still win.
+    """
 
     def decorator(run: Callable[[GazeSettings], Any]) -> Callable:
         params = [_parameter(n, f) for n, f in settings_cls.model_fields.items()]
@@ -97,6 +101,13 @@ def settings_command(app: typer.Typer, name: str, settings_cls: type[GazeSetting
             config = kwargs.pop("config")
             print_config = kwargs.pop("print_config")
             flags = {k: v for k, v in kwargs.items() if v is not None and v != [] and v != ()}
+            if resumable and flags.get("resume") is not None and config is None:
+                saved = Path(flags["resume"]) / "settings.toml"
+                if not saved.is_file():
+                    from gazecli.core.errors import SettingsError
+
+                    raise SettingsError(f"--resume {flags['resume']}: not a run folder (no settings.toml)")
+                config = saved
             settings = load_settings(settings_cls, flags, config)
             if print_config:
                 typer.echo(to_toml(settings), nl=False)

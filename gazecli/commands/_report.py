@@ -69,3 +69,49 @@ def key_value_table(title: str, items: list[tuple[str, object]]) -> Table:
     for k, v in items:
         table.add_row(k, fmt(v) if not isinstance(v, str) else v)
     return table
+
+
+class RichReporter:
+    """The engine's Reporter on the terminal: a progress bar per epoch and one line per epoch."""
+
+    def __init__(self, command: str):
+        self.command = command
+        self.bar = None
+        self.task = None
+
+    def run_started(self, run_dir, epochs: int, start_epoch: int) -> None:
+        console.print(f"[bold]{self.command}[/] -> {run_dir}")
+
+    def epoch_started(self, epoch: int, epochs: int, n_steps: int, done: int) -> None:
+        if not err_console.is_terminal:
+            return
+        columns = [TextColumn(f"[bold]epoch {epoch + 1}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[logs]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+        self.bar = Progress(*columns, console=err_console, transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("", total=n_steps, completed=done, logs="")
+
+    def step(self, done: int, n_steps: int, logs: dict) -> None:
+        if self.bar is not None:
+            text = "  ".join(f"{k} {fmt(v, 4 if k != 'img/s' else 0)}" for k, v in logs.items()
+                             if k in ("loss", "img/s"))
+            self.bar.update(self.task, completed=done, logs=text)
+
+    def epoch_finished(self, epoch: int, row: dict) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+        shown = [f"{k} {fmt(v, 4)}" for k, v in row.items() if k not in ("epoch", "step", "lr", "images_per_s")]
+        console.print(f"epoch {row['epoch']}: " + "  ".join(shown) +
+                      f"  lr {row['lr']:.3g}  {row['images_per_s']:.0f} img/s")
+
+    def message(self, text: str) -> None:
+        console.print(text)
+
+
+def print_outputs(title: str, paths) -> None:
+    """End every command by saying where everything went."""
+    console.print(f"[bold]{title}[/]")
+    for p in paths:
+        if p is not None:
+            console.print(f"  {p}")

@@ -12,7 +12,8 @@ app = typer.Typer(name="eval", add_completion=False)
 
 @settings_command(app, "eval", EvalSettings)
 def evaluate(s: EvalSettings) -> None:
-    """Score a prediction file with the published GazeFollow / VideoAttentionTarget protocols."""
+    """Score a prediction file, or run a checkpoint and score it, with the published GazeFollow /
+    VideoAttentionTarget protocols."""
     from gazecli.commands._report import console, metrics_table, progress_bar
     from gazecli.core.stages.evaluate import evaluate_predictions
 
@@ -22,9 +23,12 @@ def evaluate(s: EvalSettings) -> None:
         columns = ["dataset", "split", "n", "auc", "l2", "ap"]
     else:
         columns = ["dataset", "split", "n", "auc", "avg_l2", "min_l2"]
-    console.print(metrics_table(f"{s.predictions.name}", [result], columns))
+    title = s.predictions.name if s.predictions is not None else result["checkpoint"]
+    console.print(metrics_table(title, [result], columns))
     for k, v in result["protocol"].items():
         if k != "dataset":
             console.print(f"  [dim]{k}: {v}[/]")
-    if s.out is not None:
+    if s.checkpoint is not None:
+        console.print(f"wrote [bold]{result['out']}[/] and the predictions [bold]{result['predictions_file']}[/]")
+    elif s.out is not None:
         console.print(f"wrote [bold]{s.out}[/]")

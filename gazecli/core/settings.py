@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from gazecli.core.errors import SettingsError
@@ -119,6 +119,9 @@ def _describe(cls, error: ValidationError, flags: dict, config: Path | None) -> 
     """One line for the first validation error, naming where the bad value came from."""
     first = error.errors()[0]
     field = str(first["loc"][0]) if first["loc"] else ""
+    if not field:  # a rule across options
+        message = first["msg"].removeprefix("Value error, ")
+        return message[:1].lower() + message[1:]
     env_name = ENV_PREFIX + field.upper()
     info = cls.model_fields.get(field)
     extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
@@ -240,13 +243,189 @@ class BaselineSettings(GazeSettings):
 class EvalSettings(GazeSettings):
     """gaze eval"""
 
-    predictions: ExistingFile = Field(description="prediction file (.npz: path, eye, heatmap[, inout])")
-    data: ExistingDir = Field(description="dataset root the predictions are for")
-    split: Literal["test", "train"] = Field("test", description="annotation split to score against")
+    predictions: ExistingFile | None = Field(None, description="prediction file to score (.npz: path, eye, heatmap[, inout])")
+    checkpoint: Path | None = Field(None, description="model to run instead: a run folder (its best weights) or a .safetensors file")
+    data: ExistingDir = Field(description="dataset root")
+    split: Literal["test", "val", "train"] = Field("test", description="persons to score (val: the held-out part of a label split)")
     dataset: DatasetKind = Field("auto", description="dataset layout (auto: detected from the files)")
     auc_resolution: Literal["native", "heatmap"] = Field(
         "native", description="GazeFollow AUC at the original image size (native) or on the heatmap grid")
-    out: Path | None = Field(None, description="write the metrics here as JSON", json_schema_extra=cli(short="-o"))
+    out: Path | None = Field(None, description="metrics JSON (with --checkpoint, predictions go beside it as .npz)",
+                             json_schema_extra=cli(short="-o"))
+    ratio: float | None = Field(None, gt=0.0, le=1.0, description="label split for --split val (default: the checkpoint's)")
+    split_dir: Path | None = Field(None, description="folder of the split files for --split val (default: the checkpoint's)")
     device: Device = Field("auto", description="where to compute: auto, cpu, cuda, cuda:N or mps")
-    batch_size: int = Field(256, ge=1, description="persons per metric batch")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="inference precision (AMP on CUDA)")
+    batch_size: int = Field(64, ge=1, description="persons per batch")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    skip_invalid: bool = Field(False, description="skip malformed annotation rows (counted) instead of failing")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.predictions is None) == (self.checkpoint is None):
+            raise ValueError("give exactly one of --predictions and --checkpoint")
+        if self.predictions is not None and self.split == "val":
+            raise ValueError("--split val needs --checkpoint (a prediction file names its persons itself)")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# training (shared by every `gaze train-*` command)
+
+PRESETS: dict[str, dict] = {
+    # the paper's GazeFollow setting (VAT, 224 px, 64x64 heatmaps)
+    "gazefollow": {"backbone": "resnet50", "input_size": 224, "face_size": 224, "heatmap_size": 64, "sigma": 3.0},
+    # GazeWorld on a CPU: tiny backbone, 128 px scenes, 32x32 heatmaps
+    "gazeworld": {"backbone": "tiny", "input_size": 128, "face_size": 32, "heatmap_size": 32, "sigma": 1.5},
+}
+
+
+class TrainSettings(GazeSettings):
+    """Options every training command shares."""
+
+    data: ExistingDir = Field(description="dataset root (GazeFollow layout)")
+    preset: Literal["auto", "gazefollow", "gazeworld"] = Field(
+        "auto", description="defaults for model and input sizes (auto: gazeworld when ROOT holds a GazeWorld)")
+    ratio: float = Field(0.1, gt=0.0, le=1.0, description="fraction of training persons with labels (1.0: all)")
+    split_dir: Path | None = Field(
+        None, description="folder of the split files (default: ROOT/weak_supervision/seed<SPLIT_SEED>, "
+                          "generated in memory when absent)")
+    split_seed: int = Field(0, ge=0, description="seed of the label split")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="labelled images held out for model selection")
+    backbone: Literal["resnet50", "resnet18", "tiny"] | None = Field(None, description="pathway backbone (preset)")
+    input_size: int | None = Field(None, ge=32, description="scene side in pixels (preset)")
+    face_size: int | None = Field(None, ge=16, description="face crop side in pixels (preset)")
+    heatmap_size: int | None = Field(None, ge=8, description="heatmap side (preset)")
+    sigma: float | None = Field(None, gt=0, description="target Gaussian sigma in heatmap pixels (preset)")
+    augment: bool = Field(True, description="training augmentation (jitter, crop, flip, colour)")
+    epochs: int = Field(40, ge=1, description="training epochs")
+    batch_size: int = Field(48, ge=1, description="persons per batch (over all processes)")
+    lr: float = Field(2.5e-4, gt=0, description="Adam learning rate")
+    seed: int = Field(0, ge=0, description="seed of python, numpy, torch and the data order")
+    device: Device = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="mixed precision on CUDA")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    eval_every: int = Field(1, ge=1, description="evaluate every N epochs")
+    eval_batch_size: int = Field(64, ge=1, description="persons per evaluation batch")
+    select_on: Literal["val", "test"] = Field(
+        "val", description="split that selects the best weights (test: the official code's habit; biased)")
+    select_metric: Literal["avg_l2", "auc", "min_l2"] = Field("avg_l2", description="metric that selects the best weights")
+    checkpoint_every: int = Field(0, ge=0, description="also save weights/last every N steps (0: at epoch ends)")
+    project: Path = Field(Path("runs"), description="parent folder of run folders")
+    name: str = Field("run", description="run folder name (auto-incremented: run, run2, ...)")
+    resume: Path | None = Field(None, description="continue the run in this folder exactly where it stopped")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, values):
+        if not isinstance(values, dict):
+            return values
+        preset = values.get("preset", "auto")
+        if preset == "auto":
+            data = values.get("data")
+            preset = "gazeworld" if data is not None and (Path(data) / "gazeworld.json").is_file() else "gazefollow"
+        for key, value in PRESETS.get(preset, {}).items():
+            if values.get(key) is None:
+                values[key] = value
+        return values
+
+
+class TrainStudentSettings(TrainSettings):
+    """gaze train-student"""
+
+    model: Literal["vat", "vat-gc"] = Field("vat", description="student model (vat-gc also reads --gradcam)")
+    init: str = Field("random", description="initial weights: random, imagenet, or a file "
+                                            "(e.g. Chong et al.'s initial_weights_for_spatial_training.pt)")
+    teacher: Literal["none"] = Field("none", description="pseudo-label teacher (none: labelled persons only)")
+    milestones: list[int] = Field([25, 40], description="epochs at which the learning rate is multiplied by --gamma")
+    gamma: float = Field(0.2, gt=0, le=1, description="learning-rate factor at each milestone")
+    heatmap_loss_on: Literal["all", "in-frame"] = Field(
+        "all", description="persons in the heatmap loss (all: out-of-frame targets are zero maps, as the official VAT)")
+    inout_weight: float = Field(0.0, ge=0, description="weight of the in/out BCE loss (0: no in/out head, as the paper)")
+    loss_scale: float = Field(10000.0, gt=0, description="the heatmap MSE is multiplied by this (official 10000)")
+
+
+# --------------------------------------------------------------------------------------------
+# gaze gradcam (issue 4)
+
+
+def _shard_spec(value: str | None) -> str | None:
+    if value is None:
+        return None
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(value))
+    if not m or not int(m.group(1)) < int(m.group(2)):
+        raise ValueError("expected i/n with 0 <= i < n (e.g. 0/4: the first of four shards)")
+    return f"{int(m.group(1))}/{int(m.group(2))}"
+
+
+def _int_list(value: Any) -> Any:
+    """`--layers 9,10 --layers 11` -> [9, 10, 11] (flags arrive as strings)."""
+    if isinstance(value, (int, str)):
+        value = [value]
+    if isinstance(value, (list, tuple)):
+        out: list = []
+        for v in value:
+            out.extend(p.strip() for p in v.split(",") if p.strip()) if isinstance(v, str) else out.append(v)
+        return out
+    return value
+
+
+from pydantic import BeforeValidator  # noqa: E402
+
+ShardSpec = Annotated[str, AfterValidator(_shard_spec)]
+IntList = Annotated[list[int], BeforeValidator(_int_list)]
+
+
+class GradcamSettings(GazeSettings):
+    """gaze gradcam"""
+
+    data: ExistingDir | None = Field(None, description="dataset root (GazeFollow or VideoAttentionTarget layout)")
+    split: Literal["train", "test"] = Field("train", description="annotation split to annotate")
+    dataset: DatasetKind = Field("auto", description="dataset layout (auto: detected from the files)")
+    vqa_model: str | None = Field(
+        None, description="VQA model: a local folder, a Hugging Face id (e.g. Salesforce/blip-vqa-base) or a named "
+                          "model", json_schema_extra=cli(panel="Model"))
+    backend: Literal["auto", "blip", "vlm"] = Field(
+        "auto", description="blip: BlipForQuestionAnswering; vlm: LLaVA / PaliGemma / Qwen2-VL / Idefics3 "
+                            "(auto: from the model's config)", json_schema_extra=cli(panel="Model"))
+    layers: IntList = Field([-2], description="attention layers to store, comma-separated; negative counts from "
+                                              "the end (-2: second-to-last, as the paper)",
+                            json_schema_extra=cli(panel="Model"))
+    num_beams: int = Field(1, ge=1, description="beam width of the answer (1: greedy; the paper used 100)",
+                           json_schema_extra=cli(panel="Model"))
+    max_answer_tokens: int = Field(10, ge=1, le=256, description="longest answer, in tokens",
+                                   json_schema_extra=cli(panel="Model"))
+    image_size: int | None = Field(None, ge=16, le=4096, description="square side the image is resized to for the "
+                                   "model (default: the model's own)", json_schema_extra=cli(panel="Model"))
+    device: Device = Field("auto", description="auto, cpu, cuda, cuda:N or mps", json_schema_extra=cli(panel="Model"))
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="model weights (auto: bf16 on CUDA where supported, else fp32)",
+        json_schema_extra=cli(panel="Model"))
+    question: str = Field("What is the person in the green bounding box looking at?",
+                          description="question asked when the body box is drawn", json_schema_extra=cli(panel="Prompt"))
+    question_no_box: str = Field("What is the person looking at?",
+                                 description="question asked without a body box", json_schema_extra=cli(panel="Prompt"))
+    draw_box: bool = Field(True, description="draw the person's body box in green (2 px) on the image",
+                           json_schema_extra=cli(panel="Prompt"))
+    answer_hint: str = Field("Answer with a single word or phrase.",
+                             description="appended to the question for vlm models ('' for none)",
+                             json_schema_extra=cli(panel="Prompt"))
+    key_noun: Literal["auto", "spacy", "rule"] = Field(
+        "auto", description="how the key noun is found (auto: spaCy when installed with en_core_web_sm, else the "
+                            "built-in rule)", json_schema_extra=cli(panel="Prompt"))
+    out: Path = Field(description="store folder (created; a rerun resumes it)", json_schema_extra=cli(short="-o"))
+    batch_size: int = Field(16, ge=1, description="persons per forward pass")
+    chunk_size: int = Field(256, ge=1, description="persons per store chunk (what a kill can cost)")
+    limit: int | None = Field(None, ge=1, description="only the first N persons of the split")
+    shard: ShardSpec | None = Field(None, description="i/n: compute only shard i of n (merge later with --merge)")
+    merge: bool = Field(False, description="merge the chunks of --out (and of --merge-from stores) and exit")
+    merge_from: list[Path] = Field([], description="with --merge: other store folders (other machines' shards) "
+                                                   "to merge into --out")
+    import_pickle: ExistingFile | None = Field(
+        None, description="convert the authors' Grad-CAM pickle for --data/--split into --out (restricted "
+                          "unpickler: plain data only) and exit")
+    visualize: int = Field(0, ge=0, description="write N PNGs (image, prompt, answer, key noun, CAM) to "
+                                                "OUT/visualizations/SPLIT")
     skip_invalid: bool = Field(False, description="skip malformed annotation rows (counted) instead of failing")

@@ -186,3 +186,27 @@ def find_split_files(root: Path) -> list[tuple[Path, float]]:
                 continue
             found.append((f.parent, ratio))
     return found
+
+
+def all_labels_split(table: PersonTable, val_fraction: float = 0.1, seed: int = 0) -> LabelSplit:
+    """Every person labelled (ratio 1.0), with the usual image-level validation hold-out."""
+    everyone = np.ones(len(table), dtype=bool)
+    val = _choose_val(_image_groups(table), everyone, val_fraction, seed)
+    return LabelSplit(ratio=1.0, labelled=everyone & ~val, val=val, unlabelled=~everyone, seed=seed, source="all")
+
+
+def resolve_label_split(root: Path, table: PersonTable, ratio: float, split_dir: Path | None = None, seed: int = 0,
+                        val_fraction: float = 0.1) -> tuple[LabelSplit, str]:
+    """The split a run uses, and a line saying where it came from: ratio 1.0 = all labels; else
+    the split files in `split_dir` (default ROOT/weak_supervision/seed<seed>) when present; else
+    the same seeded image-level split `gaze data split` would write, made in memory."""
+    if ratio >= 1.0:
+        return all_labels_split(table, val_fraction, seed), "all labels (ratio 1.0)"
+    folder = Path(split_dir) if split_dir is not None else default_split_folder(root, seed)
+    if split_file(folder, ratio, "use").is_file():
+        return load_split(table, folder, ratio, val_fraction, seed), f"split files in {folder}"
+    if split_dir is not None:
+        raise DataError(f"{folder}: no split files for ratio {ratio_name(ratio)}")
+    return make_split(table, ratio, seed, val_fraction), (
+        f"seeded image-level split (ratio {ratio_name(ratio)}, seed {seed}) made in memory, as `gaze data split` "
+        f"would write it")

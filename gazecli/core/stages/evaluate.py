@@ -12,7 +12,8 @@ import numpy as np
 from gazecli.core.data import read_persons
 from gazecli.core.data.images import image_sizes_wh
 from gazecli.core.data.table import PersonTable
-from gazecli.core.predictions import Predictions, join_predictions, load_predictions
+from gazecli.core.errors import DataError
+from gazecli.core.predictions import Predictions, join_predictions, load_predictions, save_predictions
 from gazecli.core.settings import EvalSettings
 
 Progress = Callable[[int, int], None]
@@ -66,7 +67,73 @@ def score_predictions(table: PersonTable, predictions: Predictions, auc_resoluti
     return result
 
 
+def load_trained_model(checkpoint: Path, device=None):
+    """(model in eval mode, checkpoint metadata) from a run folder or a .safetensors file."""
+    from gazecli.core.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from gazecli.core.models import build_model
+
+    path = resolve_checkpoint(checkpoint)
+    state, meta, _ = load_checkpoint(path)
+    spec = meta.get("model") or {}
+    try:
+        model = build_model(spec["name"], spec["config"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise DataError(f"{path}: a checkpoint of an unknown model ({spec.get('name')!r}: {e})") from None
+    model.load_state_dict(state)
+    if device is not None:
+        model.to(device)
+    model.eval()
+    meta["path"] = str(path)
+    return model, meta
+
+
+def persons_to_score(settings: EvalSettings, meta: dict | None = None) -> PersonTable:
+    """The persons of --split: test/train from the annotations; val = the held-out labelled
+    images of the label split (the checkpoint's, unless --ratio / --split-dir say otherwise)."""
+    if settings.split != "val":
+        return read_persons(settings.data, settings.split, settings.dataset, settings.skip_invalid)
+    from gazecli.core.data.splits import resolve_label_split
+
+    saved = (meta or {}).get("split") or {}
+    ratio = settings.ratio or saved.get("ratio")
+    if ratio is None:
+        raise DataError("--split val: the checkpoint records no label split; give --ratio (and --split-dir)")
+    train = read_persons(settings.data, "train", settings.dataset, settings.skip_invalid)
+    split, _ = resolve_label_split(settings.data, train, ratio, settings.split_dir or saved.get("dir"),
+                                   saved.get("seed", 0), saved.get("val_fraction", 0.1))
+    table = train.subset(split.val)
+    table.split = "val"
+    return table
+
+
+def evaluate_checkpoint(settings: EvalSettings, progress: Progress | None = None) -> dict:
+    """Run a trained model over a split, write its prediction file beside the metrics, score it."""
+    from gazecli.core.data.dataset import GazeDataset
+    from gazecli.core.data.transforms import SampleConfig
+    from gazecli.core.engine.device import resolve_device
+    from gazecli.core.engine.inference import predict_dataset
+    from gazecli.core.engine.precision import resolve_precision
+    from gazecli.core.stages.train_student import student_forward
+
+    device = resolve_device(settings.device)
+    precision = resolve_precision(settings.precision, device)
+    model, meta = load_trained_model(settings.checkpoint, device)
+    table = persons_to_score(settings, meta)
+    dataset = GazeDataset(table, SampleConfig(**{**meta.get("sample", {}), "augment": False}))
+    preds = predict_dataset(lambda b: student_forward(model, b), dataset, settings.batch_size, device, precision,
+                            settings.workers, progress)
+    out = settings.out or Path(meta["path"]).parent.parent / f"eval_{settings.split}.json"
+    save_predictions(Path(out).with_suffix(".npz"), preds)
+    result = score_predictions(table, preds, settings.auc_resolution, settings.device)
+    result.update(checkpoint=meta["path"], predictions_file=str(Path(out).with_suffix(".npz")), data=str(settings.data))
+    write_json(out, result)
+    result["out"] = str(out)
+    return result
+
+
 def evaluate_predictions(settings: EvalSettings, progress: Progress | None = None) -> dict:
+    if settings.checkpoint is not None:
+        return evaluate_checkpoint(settings, progress)
     table = read_persons(settings.data, settings.split, settings.dataset, settings.skip_invalid)
     predictions = load_predictions(settings.predictions)
     match = join_predictions(table, predictions, name=Path(settings.predictions).name)

@@ -1,0 +1,167 @@
+"""Run folders: `runs/<command>/<name>/` with the resolved settings, per-epoch and per-step CSVs,
+curves and weights. Every file is written to a temporary name and renamed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from pathlib import Path
+
+from gazecli.core.errors import SettingsError
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def new_run_dir(project: Path, command: str, name: str) -> Path:
+    """runs/<command>/<name>, or <name>2, <name>3, ... when taken (created, empty)."""
+    base = Path(project) / command
+    base.mkdir(parents=True, exist_ok=True)
+    candidate = base / name
+    n = 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = base / f"{name}{n}"
+
+
+class RunDir:
+    """The files of one run. Only the main process writes."""
+
+    def __init__(self, path: Path, writable: bool = True):
+        self.path = Path(path)
+        self.writable = writable
+        self.weights = self.path / "weights"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.path / "settings.toml"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def steps_csv(self) -> Path:
+        return self.path / "steps.csv"
+
+    @property
+    def curves_png(self) -> Path:
+        return self.path / "curves.png"
+
+    def last(self) -> Path:
+        return self.weights / "last.safetensors"
+
+    def best(self) -> Path:
+        return self.weights / "best.safetensors"
+
+    def write_settings(self, toml_text: str) -> None:
+        if self.writable:
+            atomic_write_text(self.settings_file, toml_text)
+
+    # --- CSV logs (rewritten whole, atomically: small files) -------------------------------
+
+    @staticmethod
+    def _read(path: Path) -> list[dict]:
+        if not path.is_file():
+            return []
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    @staticmethod
+    def _write(path: Path, rows: list[dict]) -> None:
+        fields: list[str] = []
+        for r in rows:
+            fields += [k for k in r if k not in fields]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: _fmt(v) for k, v in r.items()})
+        atomic_write_text(path, buf.getvalue())
+
+    def epoch_rows(self) -> list[dict]:
+        return self._read(self.metrics_csv)
+
+    def append_epoch(self, row: dict) -> None:
+        if self.writable:
+            rows = [r for r in self.epoch_rows() if int(r["epoch"]) < int(row["epoch"])]
+            self._write(self.metrics_csv, rows + [row])
+
+    def append_steps(self, rows: list[dict]) -> None:
+        """Add per-step rows, dropping any earlier rows at or after the first new step (resume)."""
+        if self.writable and rows:
+            first = int(rows[0]["step"])
+            kept = [r for r in self._read(self.steps_csv) if int(r["step"]) < first]
+            self._write(self.steps_csv, kept + rows)
+
+    def truncate_steps(self, after_step: int) -> None:
+        if self.writable and self.steps_csv.is_file():
+            self._write(self.steps_csv, [r for r in self._read(self.steps_csv) if int(r["step"]) <= after_step])
+
+    def plot_curves(self) -> Path | None:
+        """curves.png: every numeric column of metrics.csv against the epoch (needs matplotlib)."""
+        rows = self.epoch_rows()
+        if not self.writable or not rows:
+            return None
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return None
+        keys = [k for k in rows[0] if k not in ("epoch", "step", "time") and _is_number(rows[-1].get(k))]
+        if not keys:
+            return None
+        cols = min(3, len(keys))
+        nrows = (len(keys) + cols - 1) // cols
+        fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 2.8 * nrows), squeeze=False)
+        epochs = [int(r["epoch"]) for r in rows]
+        for ax, key in zip(axes.flat, keys):
+            values = [float(r[key]) if _is_number(r.get(key)) else float("nan") for r in rows]
+            ax.plot(epochs, values, marker=".")
+            ax.set_title(key, fontsize=9)
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(keys):]:
+            ax.axis("off")
+        fig.tight_layout()
+        tmp = self.curves_png.with_name("curves.tmp.png")
+        fig.savefig(tmp, dpi=90)
+        plt.close(fig)
+        os.replace(tmp, self.curves_png)
+        return self.curves_png
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def check_run_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise SettingsError(f"--name: use letters, digits, '.', '_' or '-' (got {name!r})")
+    return name
