@@ -5,3 +5,11 @@ functions that need them.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "Predictor":  # `from gazecli import Predictor` without importing torch up front
+        from gazecli.core.stages.predict import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'gazecli' has no attribute {name!r}")

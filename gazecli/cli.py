@@ -21,7 +21,9 @@ except ImportError:  # pragma: no cover
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("gazecli.commands.data", "Datasets: synthesize GazeWorld, check a dataset, make label splits, baselines."),
     "eval": ("gazecli.commands.eval", "Score predictions or a checkpoint with the published GazeFollow / VideoAttentionTarget protocols."),
+    "predict": ("gazecli.commands.predict", "Predict where people look in your images, folders or videos (overlays + JSON lines)."),
     "train-student": ("gazecli.commands.train_student", "Train the VAT student (supervised; semi-supervised teachers later)."),
+    "gradcam": ("gazecli.commands.gradcam", "VQA Grad-CAM pseudo-annotations: batched, resumable, sharded store."),
 }
 
 

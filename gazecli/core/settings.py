@@ -324,10 +324,37 @@ class TrainSettings(GazeSettings):
         if preset == "auto":
             data = values.get("data")
             preset = "gazeworld" if data is not None and (Path(data) / "gazeworld.json").is_file() else "gazefollow"
-        for key, value in PRESETS.get(preset, {}).items():
+        for key, value in cls.preset_values(preset).items():
             if values.get(key) is None:
                 values[key] = value
         return values
+
+    @classmethod
+    def preset_values(cls, preset: str) -> dict:
+        """Defaults a preset gives (options set by the user win); commands add their own."""
+        return dict(PRESETS.get(preset, {}))
+
+
+class PredictSettings(GazeSettings):
+    """gaze predict"""
+
+    source: Path = Field(description="an image, a folder of images, or a video", json_schema_extra=cli(argument=True))
+    checkpoint: Path = Field(description="a student: run folder (its best weights) or .safetensors file")
+    head: list[str] = Field([], description="head box x,y,w,h in pixels (repeat for several persons); "
+                                            "none: heads are detected")
+    heads_csv: ExistingFile | None = Field(None, description="CSV file,x,y,w,h of head boxes per image (folders)")
+    every: int = Field(1, ge=1, description="video: predict every N-th frame")
+    save_heatmaps: bool = Field(False, description="also write every heatmap to heatmaps.npz")
+    device: Device = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="mixed precision on CUDA")
+    project: Path = Field(Path("runs"), description="parent folder of output folders")
+    name: str = Field("run", description="output folder name under PROJECT/predict (auto-incremented)")
+
+    @model_validator(mode="after")
+    def _source_exists(self):
+        if not self.source.exists():
+            raise ValueError(f"SOURCE not found: {self.source}")
+        return self
 
 
 class TrainStudentSettings(TrainSettings):
@@ -343,6 +370,13 @@ class TrainStudentSettings(TrainSettings):
         "all", description="persons in the heatmap loss (all: out-of-frame targets are zero maps, as the official VAT)")
     inout_weight: float = Field(0.0, ge=0, description="weight of the in/out BCE loss (0: no in/out head, as the paper)")
     loss_scale: float = Field(10000.0, gt=0, description="the heatmap MSE is multiplied by this (official 10000)")
+
+    @classmethod
+    def preset_values(cls, preset: str) -> dict:
+        values = super().preset_values(preset)
+        if preset == "gazeworld":  # a CPU budget that trains the tiny model well (benchmarks/gazeworld_gap.py)
+            values.update(epochs=30, batch_size=32, lr=1e-3, milestones=[20])
+        return values
 
 
 # --------------------------------------------------------------------------------------------

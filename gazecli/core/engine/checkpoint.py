@@ -73,6 +73,9 @@ def save_checkpoint(path: Path, model_state: dict, meta: dict, state: dict | Non
     header = {META_KEY: json.dumps({"meta": meta, "state": structure})}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=header)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates its file private; a checkpoint is data
     os.replace(tmp, path)
     sidecar = path.with_suffix(".json")
     tmp = sidecar.with_name(sidecar.name + ".tmp")

@@ -147,7 +147,7 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
     scaler = grad_scaler(device, precision)
 
     # --- resume ----------------------------------------------------------------------------
-    start_epoch, skip, step, best_value, history = 0, 0, 0, None, {}
+    start_epoch, skip, step, best_value = 0, 0, 0, None
     if resume is not None:
         state_dict, meta, state = load_checkpoint(run.last(), map_location="cpu")
         if state is None:
@@ -189,7 +189,7 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
                                                               metrics, precision), state)
 
     reporter.run_started(run.path, spec.epochs, start_epoch)
-    last_row: dict = {}
+    seen: dict[int, list[int]] = {}  # dataset indices this rank trained on, per epoch
     try:
         for epoch in range(start_epoch, spec.epochs):
             if hasattr(spec.dataset, "set_epoch"):
@@ -202,7 +202,10 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
             sums: dict[str, float] = {}
             n_logged, n_images, t0 = 0, 0, time.perf_counter()
             step_rows: list[dict] = []
+            seen.setdefault(epoch, [])
             for i, batch in enumerate(loader, start=this_skip + 1):
+                if "index" in batch:
+                    seen[epoch].extend(int(j) for j in batch["index"])
                 step += 1
                 batch = _to_device(batch, device, non_blocking=device.type == "cuda")
                 gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
@@ -239,6 +242,9 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
                     checkpoint(epoch, i)
             if spec.scheduler is not None:
                 spec.scheduler.step()
+            if info.enabled:  # BN running statistics drift apart per rank: take rank 0's everywhere
+                for buffer in model.buffers():
+                    torch.distributed.broadcast(buffer.data, src=0)
             elapsed = time.perf_counter() - t0
             row: dict = {"epoch": epoch + 1, "step": step}
             row.update({f"train_{k}": _mean_across_ranks(v / max(n_logged, 1), info) for k, v in sums.items()})
@@ -258,12 +264,12 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
             checkpoint(epoch + 1, 0, metrics)
             run.append_epoch(row)
             run.plot_curves()
-            last_row = row
             reporter.epoch_finished(epoch, row)
-            history[epoch] = row
     finally:
         if info.enabled:
             dist_utils.barrier()
+    if info.enabled:
+        _write_ddp_check(run, info, seen, model)
 
     # --- the test split, once, with the best weights ----------------------------------------
     test_metrics = None
@@ -310,6 +316,31 @@ def _mean_across_ranks(value: float, info) -> float:
         t = t.cuda()
     torch.distributed.all_reduce(t)
     return float(t.item()) / info.world_size
+
+
+def weights_digest(module: nn.Module) -> str:
+    """sha256 of every tensor of the state dict (names sorted): equal weights, equal digest."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _write_ddp_check(run: RunDir, info, seen: dict, model: nn.Module) -> None:
+    """ddp_check.json: what each rank trained on and a digest of its final weights (they must
+    be disjoint shards and identical weights)."""
+    mine = {"rank": info.rank, "seen": {str(k): v for k, v in seen.items()}, "weights": weights_digest(model)}
+    parts = [None] * info.world_size
+    torch.distributed.all_gather_object(parts, mine)
+    if info.is_main:
+        import json
+
+        from gazecli.core.engine.runs import atomic_write_text
+
+        atomic_write_text(run.path / "ddp_check.json", json.dumps({"world_size": info.world_size, "ranks": parts}))
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -87,6 +87,18 @@ def load_trained_model(checkpoint: Path, device=None):
     return model, meta
 
 
+def model_forward(model, meta: dict):
+    """batch -> {"heatmap", "inout"} for a trained model of any kind (by its checkpoint's name)."""
+    from gazecli.core.models import STUDENT_MODELS
+
+    name = meta["model"]["name"]
+    if name in STUDENT_MODELS:
+        from gazecli.core.stages.train_student import student_forward
+
+        return lambda batch: student_forward(model, batch)
+    raise DataError(f"{meta.get('path')}: no inference for models of kind {name!r}")
+
+
 def persons_to_score(settings: EvalSettings, meta: dict | None = None) -> PersonTable:
     """The persons of --split: test/train from the annotations; val = the held-out labelled
     images of the label split (the checkpoint's, unless --ratio / --split-dir say otherwise)."""
@@ -113,14 +125,12 @@ def evaluate_checkpoint(settings: EvalSettings, progress: Progress | None = None
     from gazecli.core.engine.device import resolve_device
     from gazecli.core.engine.inference import predict_dataset
     from gazecli.core.engine.precision import resolve_precision
-    from gazecli.core.stages.train_student import student_forward
-
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device)
     model, meta = load_trained_model(settings.checkpoint, device)
     table = persons_to_score(settings, meta)
     dataset = GazeDataset(table, SampleConfig(**{**meta.get("sample", {}), "augment": False}))
-    preds = predict_dataset(lambda b: student_forward(model, b), dataset, settings.batch_size, device, precision,
+    preds = predict_dataset(model_forward(model, meta), dataset, settings.batch_size, device, precision,
                             settings.workers, progress)
     out = settings.out or Path(meta["path"]).parent.parent / f"eval_{settings.split}.json"
     save_predictions(Path(out).with_suffix(".npz"), preds)

@@ -90,9 +90,11 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
         reporter.message(f"labels: {split_note}: {int(split.labelled.sum())} labelled, {int(split.val.sum())} "
                          f"validation, {int(split.unlabelled.sum())} unlabelled persons")
 
+    from gazecli.core.engine.seed import seed_everything
     from gazecli.core.models import build_model
     from gazecli.core.models.init import initialise
 
+    seed_everything(settings.seed)  # before the model exists: its initial weights follow the seed
     config = model_config(settings)
     model = build_model(settings.model, config)
     report = initialise(model, settings.init, settings.backbone) if settings.resume is None else None
