@@ -130,11 +130,11 @@ def to_chw_normalised(image: np.ndarray) -> np.ndarray:
 
 
 def transform_map(raw: np.ndarray, region_norm: tuple[float, float, float, float], flip: bool,
-                  size: int, eps: float = 1e-8) -> tuple[np.ndarray, bool]:
+                  size: int, eps: float = 1e-6) -> tuple[np.ndarray, bool]:
     """A per-person map given over the whole original image (any grid, e.g. 30x30 Grad-CAM):
     the crop region (x0, y0, x1, y1, normalised) resampled bilinearly to (size, size), flipped
-    like the image, then min-max normalised with eps. Returns (map, valid); a constant or
-    non-finite map is invalid and returned as zeros."""
+    like the image, then min-max normalised. Returns (map, valid); a map whose range is below
+    eps relative to its magnitude (constant, all zero) or non-finite is invalid and all zeros."""
     raw = np.asarray(raw, dtype=np.float32)
     if raw.ndim != 2 or not np.isfinite(raw).all():
         return np.zeros((size, size), dtype=np.float32), False
@@ -149,6 +149,7 @@ def transform_map(raw: np.ndarray, region_norm: tuple[float, float, float, float
     if flip:
         out = out[:, ::-1]
     lo, hi = float(out.min()), float(out.max())
-    if not hi - lo > eps:
+    span = hi - lo
+    if not span > eps * max(abs(hi), abs(lo)):  # relative: raw Grad-CAMs can be ~1e-9 and still valid
         return np.zeros((size, size), dtype=np.float32), False
-    return ((out - lo) / (hi - lo + eps)).astype(np.float32), True
+    return ((out - lo) / (span * (1 + eps))).astype(np.float32), True
