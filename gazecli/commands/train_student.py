@@ -12,10 +12,25 @@ app = typer.Typer(name="train-student", add_completion=False)
 
 @settings_command(app, "train-student", TrainStudentSettings, resumable=True)
 def train_student(s: TrainStudentSettings) -> None:
-    """Train the VAT / VAT-GC student (now: supervised on the labelled split; --ratio 1.0: all labels)."""
-    from gazecli.commands._report import RichReporter, console, metrics_table, print_outputs
-    from gazecli.core.stages.train_student import train_student as run
+    """Train the VAT / VAT-GC student on the labelled split, plus pseudo-labels of the unlabelled persons
+    from a teacher (--teacher diffusion: Grad-CAM refined by the diffusion prior, the paper's method)."""
+    from gazecli.commands._report import RichReporter, console, metrics_table, print_outputs, progress_bar
+    from gazecli.core.stages.train_student import pseudo_label_report, train_student as run
 
+    if s.pseudo_report:
+        import json
+
+        from gazecli.core.engine.runs import atomic_write_text, new_run_dir
+
+        with progress_bar("pseudo-labels", "persons") as update:
+            report = pseudo_label_report(s, update)
+        console.print(metrics_table(f"pseudo-labels of {report['persons']} unlabelled in-frame persons vs their hidden "
+                                    f"labels (ratio {s.ratio})", report["results"],
+                                    ["name", "n", "auc", "avg_l2", "min_l2", "usable"]))
+        folder = new_run_dir(s.project, "pseudo-report", s.name)
+        atomic_write_text(folder / "pseudo_report.json", json.dumps(report, indent=2))
+        print_outputs(f"report in {folder}", [folder / "pseudo_report.json"])
+        return
     result = run(s, RichReporter("train-student"))
     if result.test_metrics:
         console.print(metrics_table(f"test, best weights ({s.select_metric} on {s.select_on})",

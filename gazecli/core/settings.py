@@ -120,8 +120,7 @@ def _describe(cls, error: ValidationError, flags: dict, config: Path | None) -> 
     first = error.errors()[0]
     field = str(first["loc"][0]) if first["loc"] else ""
     if not field:  # a rule across options
-        message = first["msg"].removeprefix("Value error, ")
-        return message[:1].lower() + message[1:]
+        return _lower_first(first["msg"].removeprefix("Value error, "))
     env_name = ENV_PREFIX + field.upper()
     info = cls.model_fields.get(field)
     extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
@@ -144,11 +143,18 @@ def _describe(cls, error: ValidationError, flags: dict, config: Path | None) -> 
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix):]
-    message = message[:1].lower() + message[1:]
+    message = _lower_first(message)
     got = first.get("input")
     shown = "" if got is None or isinstance(got, dict) else f" (got {got!r})"
     more = len(error.errors()) - 1
     return f"{where}: {message}{shown}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def _lower_first(message: str) -> str:
+    """'Input should be ...' -> 'input should be ...'; leaves 'SOURCE ...' alone."""
+    if len(message) > 1 and message[1].islower():
+        return message[:1].lower() + message[1:]
+    return message
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,10 +330,15 @@ class TrainSettings(GazeSettings):
         if preset == "auto":
             data = values.get("data")
             preset = "gazeworld" if data is not None and (Path(data) / "gazeworld.json").is_file() else "gazefollow"
-        for key, value in cls.preset_values(preset).items():
+        for key, value in {**cls.dependent_defaults(preset, values), **cls.preset_values(preset)}.items():
             if values.get(key) is None:
                 values[key] = value
         return values
+
+    @classmethod
+    def dependent_defaults(cls, preset: str, values: dict) -> dict:
+        """Defaults that depend on other options' values (e.g. the student's teacher)."""
+        return {}
 
     @classmethod
     def preset_values(cls, preset: str) -> dict:
@@ -363,11 +374,54 @@ class TrainStudentSettings(TrainSettings):
     model: Literal["vat", "vat-gc"] = Field("vat", description="student model (vat-gc also reads --gradcam)")
     init: str = Field("random", description="initial weights: random, imagenet, or a file "
                                             "(e.g. Chong et al.'s initial_weights_for_spatial_training.pt)")
-    teacher: Literal["none"] = Field("none", description="pseudo-label teacher (none: labelled persons only)")
-    milestones: list[int] = Field([25, 40], description="epochs at which the learning rate is multiplied by --gamma")
+    teacher: Literal["none", "gradcam", "diffusion", "noise", "vat", "vat-gc"] = Field(
+        "none", description="pseudo-labels for the unlabelled persons: none (labelled only), gradcam (raw Grad-CAM), "
+                            "diffusion (Grad-CAM refined by the diffusion prior: the method), noise (the prior sampled "
+                            "from noise), vat / vat-gc (a supervised student)", json_schema_extra=cli(panel="Teacher"))
+    teacher_checkpoint: Path | None = Field(
+        None, description="the teacher: a train-diffusion / mean-teacher run (diffusion, noise) or a student run "
+                          "(vat, vat-gc), folder or weights file", json_schema_extra=cli(panel="Teacher"))
+    teacher_network: Literal["auto", "student", "teacher"] = Field(
+        "auto", description="which network of a mean-teacher checkpoint (auto: the one its run selected)",
+        json_schema_extra=cli(panel="Teacher"))
+    gradcam: Path | None = Field(None, description="Grad-CAM store of the train split (gaze gradcam --out)",
+                                 json_schema_extra=cli(panel="Teacher"))
+    gradcam_layer: int | None = Field(None, description="store layer to use (default: the store's first)",
+                                      json_schema_extra=cli(panel="Teacher"))
+    denoise_steps: int | None = Field(None, ge=1, description="SDEdit noise level of the Grad-CAM (default: 200 at "
+                                      "ratio <= 0.05, else 250, as the paper)", json_schema_extra=cli(panel="Teacher"))
+    ddim_steps: int = Field(2, ge=1, description="DDIM steps of the refinement", json_schema_extra=cli(panel="Teacher"))
+    eta: float = Field(1.0, ge=0.0, description="DDIM eta of the refinement (official 1.0)",
+                       json_schema_extra=cli(panel="Teacher"))
+    teacher_samples: int = Field(1, ge=1, description="average this many refinements per person (official "
+                                 "--inference_times)", json_schema_extra=cli(panel="Teacher"))
+    labeled_batch_size: int | None = Field(None, ge=1, description="labelled persons per batch with a teacher "
+                                           "(default 20 of 80)", json_schema_extra=cli(panel="Teacher"))
+    pseudo_inout: Literal["auto", "all", "predicted", "ground-truth"] = Field(
+        "auto", description="which unlabelled persons get a pseudo-label loss: all (with a usable target), predicted "
+                            "(the student's own in/out head says in frame; needs --inout-weight), ground-truth (reads "
+                            "their hidden in/out flag: the official code's label leakage; --compat); auto: predicted "
+                            "with an in/out head, else all", json_schema_extra=cli(panel="Teacher"))
+    inout_threshold: float = Field(0.5, gt=0, lt=1, description="in-frame probability above which --pseudo-inout "
+                                   "predicted keeps a person", json_schema_extra=cli(panel="Teacher"))
+    pseudo_weight: float = Field(1.0, ge=0, description="weight of pseudo-labelled persons in the loss (official 1)",
+                                 json_schema_extra=cli(panel="Teacher"))
+    compat: bool = Field(False, description="reproduce the official code: its sampler quirks and the ground-truth "
+                         "in/out flag of unlabelled persons", json_schema_extra=cli(panel="Teacher"))
+    pseudo_cache: Path | None = Field(None, description="precompute refined pseudo-labels into this folder once and "
+                                      "draw one per epoch (default: online, every batch)",
+                                      json_schema_extra=cli(panel="Teacher"))
+    cache_samples: int = Field(4, ge=1, description="refined samples per person in --pseudo-cache",
+                               json_schema_extra=cli(panel="Teacher"))
+    pseudo_report: bool = Field(False, description="only score the pseudo-labels (raw Grad-CAM and the teacher's) of "
+                                "the unlabelled persons against their hidden labels, print the table and exit",
+                                json_schema_extra=cli(panel="Teacher"))
+    milestones: list[int] | None = Field(None, description="epochs at which the learning rate is multiplied by "
+                                         "--gamma (default 25,40; with a teacher 15)")
     gamma: float = Field(0.2, gt=0, le=1, description="learning-rate factor at each milestone")
-    heatmap_loss_on: Literal["all", "in-frame"] = Field(
-        "all", description="persons in the heatmap loss (all: out-of-frame targets are zero maps, as the official VAT)")
+    heatmap_loss_on: Literal["all", "in-frame"] | None = Field(
+        None, description="labelled persons in the heatmap loss (all: out-of-frame targets are zero maps, as the "
+                          "official VAT baseline; default with a teacher: in-frame, as the official student)")
     inout_weight: float = Field(0.0, ge=0, description="weight of the in/out BCE loss (0: no in/out head, as the paper)")
     loss_scale: float = Field(10000.0, gt=0, description="the heatmap MSE is multiplied by this (official 10000)")
 
@@ -377,6 +431,19 @@ class TrainStudentSettings(TrainSettings):
         if preset == "gazeworld":  # a CPU budget that trains the tiny model well (benchmarks/gazeworld_gap.py)
             values.update(epochs=30, batch_size=32, lr=1e-3, milestones=[20])
         return values
+
+    @classmethod
+    def dependent_defaults(cls, preset: str, values: dict) -> dict:
+        teacher = values.get("teacher", "none")
+        if teacher in (None, "none"):
+            return {"milestones": [25, 40], "heatmap_loss_on": "all"}
+        ratio = float(values.get("ratio") or 0.1)
+        out = {"heatmap_loss_on": "in-frame", "denoise_steps": 200 if ratio <= 0.05 else 250}
+        if preset != "gazeworld":  # the official student (method-spec §5)
+            out.update(epochs=25, batch_size=80, labeled_batch_size=20, milestones=[15])
+        else:
+            out.update(labeled_batch_size=8)
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,3 +530,146 @@ class GradcamSettings(GazeSettings):
     visualize: int = Field(0, ge=0, description="write N PNGs (image, prompt, answer, key noun, CAM) to "
                                                 "OUT/visualizations/SPLIT")
     skip_invalid: bool = Field(False, description="skip malformed annotation rows (counted) instead of failing")
+
+
+# --------------------------------------------------------------------------------------------
+# the diffusion annotation prior: gaze train-diffusion and gaze mean-teacher (issue 5)
+
+
+class DiffusionSettings(TrainSettings):
+    """Options of the conditional heatmap diffusion model (method-spec §3), shared by
+    train-diffusion and mean-teacher. The denoiser's image size is --heatmap-size."""
+
+    init: str = Field("random", description="initial weights of the scene+head encoder: random, imagenet, or a file "
+                                            "(e.g. Chong et al.'s initial_weights_for_spatial_training.pt)")
+    epochs: int | None = Field(None, ge=1, description="training epochs (default: the paper's for --ratio)")
+    model_channels: int | None = Field(None, ge=1, description="UNet base channels (preset; paper 64)",
+                                       json_schema_extra=cli(panel="Denoiser"))
+    channel_mult: IntList | None = Field(None, description="UNet channel multiplier per level, comma-separated "
+                                                           "(preset; paper 1,2,3,4)",
+                                         json_schema_extra=cli(panel="Denoiser"))
+    num_res_blocks: int | None = Field(None, ge=1, description="residual blocks per UNet level (preset; paper 2)",
+                                       json_schema_extra=cli(panel="Denoiser"))
+    attention_resolutions: IntList | None = Field(
+        None, description="feature-map sides with self-attention, comma-separated (preset; paper 16,8)",
+        json_schema_extra=cli(panel="Denoiser"))
+    num_heads: int | None = Field(None, ge=1, description="attention heads (preset; paper 4)",
+                                  json_schema_extra=cli(panel="Denoiser"))
+    norm_groups: int | None = Field(None, ge=1, description="GroupNorm groups of the UNet (preset; paper 32)",
+                                    json_schema_extra=cli(panel="Denoiser"))
+    gradient_checkpointing: bool = Field(False, description="recompute attention in the backward pass (saves memory; "
+                                                            "the official code always does)",
+                                         json_schema_extra=cli(panel="Denoiser"))
+    diffusion_steps: int = Field(500, ge=2, description="T, noising steps of the linear schedule",
+                                 json_schema_extra=cli(panel="Diffusion"))
+    noise_scale: float = Field(2.0, gt=0, description="s of the input mapping x' = (2 x - 1) s",
+                               json_schema_extra=cli(panel="Diffusion"))
+    inference_steps: int = Field(10, ge=1, description="DDIM steps when sampling from pure noise for evaluation",
+                                 json_schema_extra=cli(panel="Diffusion"))
+    eta: float = Field(1.0, ge=0, description="DDIM eta (1: stochastic, as the official default; 0: deterministic)",
+                       json_schema_extra=cli(panel="Diffusion"))
+    compat: bool = Field(False, description="reproduce the official code's sampler (and, for mean-teacher, its "
+                                            "teacher/student choices) instead of the corrected behaviour",
+                         json_schema_extra=cli(panel="Diffusion"))
+    heatmap_loss_on: Literal["in-frame", "all"] = Field(
+        "in-frame", description="labelled persons in the x0 loss (in-frame: the official --onlyin)")
+    loss_scale: float = Field(10000.0, gt=0, description="the x0 MSE is multiplied by this (official 10000)")
+
+    @classmethod
+    def preset_values(cls, preset: str) -> dict:
+        values = super().preset_values(preset)
+        if preset == "gazeworld":  # a 0.28 M-parameter UNet at 32x32 that trains on a CPU in minutes
+            values.update(model_channels=16, channel_mult=[1, 2, 2], num_res_blocks=1, attention_resolutions=[8],
+                          num_heads=4, norm_groups=8)
+        else:  # the paper's denoiser (spec §3.1)
+            values.update(model_channels=64, channel_mult=[1, 2, 3, 4], num_res_blocks=2,
+                          attention_resolutions=[16, 8], num_heads=4, norm_groups=32)
+        return values
+
+    @classmethod
+    def paper_epochs(cls, ratio: float) -> int:
+        return 150 if ratio < 0.2 else 100
+
+    @model_validator(mode="after")
+    def _check_diffusion(self):
+        if self.epochs is None:
+            self.epochs = self.paper_epochs(self.ratio)
+        if self.inference_steps > self.diffusion_steps:
+            raise ValueError(f"--inference-steps ({self.inference_steps}) exceeds --diffusion-steps "
+                             f"({self.diffusion_steps})")
+        from gazecli.core.models.diffusion_unet import DenoiserConfig
+
+        try:
+            DenoiserConfig(image_size=self.heatmap_size, model_channels=self.model_channels,
+                           channel_mult=tuple(self.channel_mult), num_res_blocks=self.num_res_blocks,
+                           attention_resolutions=tuple(self.attention_resolutions), num_heads=self.num_heads,
+                           norm_groups=self.norm_groups)
+        except ValueError as e:
+            raise ValueError(f"denoiser sizes: {e}") from None
+        return self
+
+
+class TrainDiffusionSettings(DiffusionSettings):
+    """gaze train-diffusion"""
+
+    @classmethod
+    def preset_values(cls, preset: str) -> dict:
+        values = super().preset_values(preset)
+        if preset == "gazeworld":
+            values.update(epochs=60, batch_size=32, lr=1e-3, eval_every=5, eval_batch_size=128)
+        else:  # spec §3.3 / §8: Adam 5e-5, batch 48, evaluation every 2 epochs
+            values.update(batch_size=48, lr=5e-5, eval_every=2)
+        return values
+
+
+class MeanTeacherSettings(DiffusionSettings):
+    """gaze mean-teacher"""
+
+    labeled_batch_size: int | None = Field(None, ge=1, description="labelled persons in each batch (preset; paper 10 "
+                                                                   "of 40)")
+    from_checkpoint: Path | None = Field(
+        None, description="start student and teacher from this train-diffusion (or mean-teacher) run folder or "
+                          "weights file (the official code starts from scratch)", json_schema_extra=cli(short="--from"))
+    consistency: float = Field(4000.0, ge=0, description="weight of the consistency loss after the ramp-up",
+                               json_schema_extra=cli(panel="Mean Teacher"))
+    consistency_type: Literal["kl", "mse"] = Field(
+        "kl", description="kl: KL(teacher || student) of the pixel softmaxes; mse: of the raw maps",
+        json_schema_extra=cli(panel="Mean Teacher"))
+    consistency_rampup: int = Field(5, ge=0, description="epochs of the sigmoid ramp-up of the consistency weight",
+                                    json_schema_extra=cli(panel="Mean Teacher"))
+    ema_decay: float = Field(0.99, ge=0, le=1, description="largest EMA factor of the teacher",
+                             json_schema_extra=cli(panel="Mean Teacher"))
+    ema_every: int = Field(15, ge=1, description="the EMA warm-up counts one step per N optimiser steps: "
+                                                 "alpha = min(1 - 1/(step // N + 1), decay)",
+                           json_schema_extra=cli(panel="Mean Teacher"))
+    teacher_steps: int = Field(10, ge=1, description="DDIM steps of the teacher's sample from pure noise",
+                               json_schema_extra=cli(panel="Mean Teacher"))
+    select_network: Literal["teacher", "student"] = Field(
+        "teacher", description="network whose validation metric selects the best weights and that eval / "
+                               "train-student use (the official code kept the student)",
+        json_schema_extra=cli(panel="Mean Teacher"))
+
+    @classmethod
+    def preset_values(cls, preset: str) -> dict:
+        values = super().preset_values(preset)
+        if preset == "gazeworld":
+            values.update(epochs=8, batch_size=40, labeled_batch_size=10, lr=1e-3, eval_every=2,
+                          eval_batch_size=128)
+        else:  # spec §4 / §8: Adam 5e-5, 40 persons of which 10 labelled
+            values.update(batch_size=40, labeled_batch_size=10, lr=5e-5, eval_every=2)
+        return values
+
+    @classmethod
+    def paper_epochs(cls, ratio: float) -> int:
+        return 40 if ratio <= 0.05 else 60 if ratio <= 0.1 else 80
+
+    @model_validator(mode="after")
+    def _check_mean_teacher(self):
+        if self.ratio >= 1.0:
+            raise ValueError("mean-teacher needs unlabelled persons: --ratio must be below 1")
+        if not self.labeled_batch_size < self.batch_size:
+            raise ValueError(f"--labeled-batch-size ({self.labeled_batch_size}) must be smaller than --batch-size "
+                             f"({self.batch_size})")
+        if self.teacher_steps > self.diffusion_steps:
+            raise ValueError(f"--teacher-steps ({self.teacher_steps}) exceeds --diffusion-steps ({self.diffusion_steps})")
+        return self

@@ -79,6 +79,9 @@ class GazeDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        for source in self.maps.values():  # e.g. cached pseudo-labels: one draw per epoch
+            if hasattr(source, "set_epoch"):
+                source.set_epoch(self.epoch)
 
     def rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch, int(index)])

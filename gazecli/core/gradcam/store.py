@@ -501,3 +501,22 @@ def open_store(root: Path) -> GradcamStore:
         raise DataError(f"{root}: Grad-CAM store not found")
     store.meta()
     return store
+
+
+def write_maps(out: Path, split: str, table, raw_maps: np.ndarray, model: str, layer: int = 0,
+               answers: list[str] | None = None) -> "SplitStore":
+    """A store of maps made elsewhere (an oracle ablation, a test's synthetic maps): one layer,
+    (N, gh, gw) raw maps for the persons of `table`, recipe `model` naming where they came from."""
+    raw_maps = np.asarray(raw_maps, dtype=np.float32)
+    n = len(table)
+    if raw_maps.ndim != 3 or raw_maps.shape[0] != n:
+        raise ValueError("raw_maps must be (persons, gh, gw)")
+    store = GradcamStore(out)
+    store.ensure_meta({"model": model, "backend": "external", "layers": [layer], "default_layer": layer,
+                       "grid": list(raw_maps.shape[1:]), "question": "", "question_no_box": "", "draw_box": False})
+    target = store.split(split)
+    records = Records.from_raw(table.path.astype(str), table.eye_xy_norm, {layer: raw_maps},
+                               answers or [""] * n, [""] * n, np.full(n, -1), [[] for _ in range(n)], np.zeros(n, bool))
+    target.write_chunk(records, "external")
+    target.merge()
+    return target

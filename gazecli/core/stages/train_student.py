@@ -52,8 +52,10 @@ def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, sc
     return chosen.mean() * scale
 
 
-def evaluator(settings: TrainSettings, forward, train_table, split: LabelSplit, device, precision: str):
-    """split name -> metrics, for the engine: 'val' (held-out labelled images) or 'test'."""
+def evaluator(settings: TrainSettings, forward, train_table, split: LabelSplit, device, precision: str,
+              maps_for=None):
+    """split name -> metrics, for the engine: 'val' (held-out labelled images) or 'test'.
+    maps_for(table) -> the per-person maps the model reads (VAT-GC: the Grad-CAM), or None."""
     cfg = sample_config(settings, augment=False)
     cache: dict = {}
 
@@ -65,7 +67,8 @@ def evaluator(settings: TrainSettings, forward, train_table, split: LabelSplit, 
                     raise SettingsError("the validation split is empty: raise --val-fraction or use --select-on test")
             else:
                 table = read_gazefollow(settings.data, "test")
-            cache[name] = GazeDataset(table, cfg, seed=settings.seed)
+            maps = maps_for(table) if maps_for is not None else None
+            cache[name] = GazeDataset(table, cfg, seed=settings.seed, maps=maps)
         dataset = cache[name]
         was_training = model.training
         model.eval()
@@ -78,18 +81,72 @@ def evaluator(settings: TrainSettings, forward, train_table, split: LabelSplit, 
     return evaluate
 
 
+def gradcam_maps(settings: TrainStudentSettings, table):
+    """The Grad-CAM MapSource of `table` from --gradcam (a `gaze gradcam` store)."""
+    if settings.gradcam is None:
+        return None
+    from gazecli.core.gradcam.store import GradcamStore
+
+    store = GradcamStore(settings.gradcam)
+    if not store.exists():
+        raise SettingsError(f"--gradcam {settings.gradcam}: not a Grad-CAM store (make one with gaze gradcam)")
+    return store.for_table(table, settings.gradcam_layer)
+
+
+def pseudo_inout_rule(settings: TrainStudentSettings) -> str:
+    """all | predicted | ground-truth (the last reads hidden labels: --compat only)."""
+    rule = settings.pseudo_inout
+    if settings.compat and rule == "auto":
+        return "ground-truth"
+    if rule == "auto":
+        return "predicted" if settings.inout_weight > 0 else "all"
+    if rule == "predicted" and settings.inout_weight <= 0:
+        raise SettingsError("--pseudo-inout predicted needs the student's in/out head (--inout-weight > 0)")
+    return rule
+
+
+def needs_gradcam(settings: TrainStudentSettings) -> bool:
+    from gazecli.core.stages.teachers import NEEDS_GRADCAM
+
+    return settings.model == "vat-gc" or settings.teacher in NEEDS_GRADCAM
+
+
+def build_teacher(settings: TrainStudentSettings, device):
+    from gazecli.core.stages.teachers import load_teacher
+
+    network = None if settings.teacher_network == "auto" else settings.teacher_network
+    return load_teacher(settings.teacher, settings.teacher_checkpoint, device, asdict(sample_config(settings, False)),
+                        settings.denoise_steps, settings.ddim_steps, settings.eta, settings.teacher_samples,
+                        True if settings.compat else None, network)
+
+
+def cache_recipe(settings: TrainStudentSettings) -> dict:
+    return {"teacher": settings.teacher, "checkpoint": str(settings.teacher_checkpoint), "network": settings.teacher_network,
+            "gradcam": str(settings.gradcam), "layer": settings.gradcam_layer, "denoise_steps": settings.denoise_steps,
+            "ddim_steps": settings.ddim_steps, "eta": settings.eta, "samples": settings.teacher_samples,
+            "compat": settings.compat, "cache_samples": settings.cache_samples, "seed": settings.seed,
+            "sample": asdict(sample_config(settings, False)), "ratio": settings.ratio, "split_seed": settings.split_seed}
+
+
 def train_student(settings: TrainStudentSettings, reporter: Reporter | None = None) -> TrainResult:
-    if settings.model == "vat-gc":
-        raise SettingsError("--model vat-gc needs Grad-CAM maps (gaze gradcam), which this command does not read yet")
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device)
+    semi = settings.teacher != "none"
+    if needs_gradcam(settings) and settings.gradcam is None:
+        what = f"--teacher {settings.teacher}" if settings.teacher != "none" else "--model vat-gc"
+        raise SettingsError(f"{what} needs Grad-CAM maps: --gradcam STORE (make them with gaze gradcam)")
+    if semi and settings.teacher not in ("gradcam",) and settings.teacher_checkpoint is None:
+        raise SettingsError(f"--teacher {settings.teacher} needs --teacher-checkpoint")
     train_table = read_gazefollow(settings.data, "train")
     split, split_note = resolve_label_split(settings.data, train_table, settings.ratio, settings.split_dir,
                                             settings.split_seed, settings.val_fraction)
+    if semi and not split.unlabelled.any():
+        raise SettingsError(f"--teacher {settings.teacher}: the split has no unlabelled persons (--ratio < 1)")
     if reporter:
         reporter.message(f"labels: {split_note}: {int(split.labelled.sum())} labelled, {int(split.val.sum())} "
                          f"validation, {int(split.unlabelled.sum())} unlabelled persons")
 
+    from gazecli.core.engine.distributed import env_info
     from gazecli.core.engine.seed import seed_everything
     from gazecli.core.models import build_model
     from gazecli.core.models.init import initialise
@@ -101,42 +158,173 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
     if report is not None and reporter:
         reporter.message(report.summary())
 
-    dataset = GazeDataset(train_table, sample_config(settings, settings.augment), labelled=split.labelled,
-                          seed=settings.seed)
-    from gazecli.core.engine.distributed import env_info
+    rule = pseudo_inout_rule(settings) if semi else "all"
+    maps = {}
+    if needs_gradcam(settings):
+        maps["gradcam"] = gradcam_maps(settings, train_table)
+    teacher = None
+    if semi:
+        teacher = build_teacher(settings, device)
+        if settings.pseudo_cache is not None and settings.teacher != "gradcam":
+            maps["pseudo"] = cached_pseudo_labels(settings, train_table, split, maps, teacher, device, reporter)
+            from gazecli.core.stages.pseudo_cache import CachedTeacher
 
+            teacher = CachedTeacher()
+    dataset = GazeDataset(train_table, sample_config(settings, settings.augment), labelled=split.labelled,
+                          maps=maps, seed=settings.seed, expose_unlabelled_labels=rule == "ground-truth")
     info = env_info()
+    for name, value in (("--batch-size", settings.batch_size), ("--labeled-batch-size", settings.labeled_batch_size)):
+        if semi and value is not None and value % info.world_size:
+            raise SettingsError(f"{name} {value} must be divisible by the {info.world_size} processes")
     if settings.batch_size % info.world_size:
         raise SettingsError(f"--batch-size {settings.batch_size} must be divisible by the {info.world_size} processes")
-    batches = EpochBatches(np.flatnonzero(split.labelled), settings.batch_size // info.world_size, seed=settings.seed,
-                           rank=info.rank, world_size=info.world_size)
+    if semi:
+        from gazecli.core.engine.sampling import TwoStreamBatches
+
+        if not settings.labeled_batch_size < settings.batch_size:
+            raise SettingsError("--labeled-batch-size must be smaller than --batch-size")
+        batches = TwoStreamBatches(np.flatnonzero(split.unlabelled), np.flatnonzero(split.labelled),
+                                   settings.batch_size // info.world_size,
+                                   settings.labeled_batch_size // info.world_size, seed=settings.seed,
+                                   rank=info.rank, world_size=info.world_size)
+    else:
+        batches = EpochBatches(np.flatnonzero(split.labelled), settings.batch_size // info.world_size,
+                               seed=settings.seed, rank=info.rank, world_size=info.world_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=settings.milestones, gamma=settings.gamma)
+    loss_fn = student_loss(settings, teacher, rule)
+
+    spec = TrainSpec(
+        command="train-student", settings=settings, settings_toml=to_toml(settings), model=model,
+        model_meta={"name": settings.model, "config": config}, optimizer=optimizer, scheduler=scheduler,
+        dataset=dataset, batches=batches, loss_fn=loss_fn, epochs=settings.epochs,
+        evaluate_fn=evaluator(settings, student_forward, train_table, split, device, precision,
+                              (lambda t: {"gradcam": gradcam_maps(settings, t)}) if settings.model == "vat-gc" else None),
+        select_metric=settings.select_metric, select_mode="max" if settings.select_metric == "auc" else "min",
+        select_on=settings.select_on, eval_every=settings.eval_every, checkpoint_every=settings.checkpoint_every,
+        extra_meta={"sample": asdict(sample_config(settings, False)), "data": str(Path(settings.data)),
+                    "split": {"ratio": settings.ratio, "seed": settings.split_seed, "val_fraction": settings.val_fraction,
+                              "dir": str(settings.split_dir) if settings.split_dir else None, "source": split_note},
+                    "gradcam": str(settings.gradcam) if settings.gradcam else None,
+                    "teacher": {"kind": settings.teacher, "pseudo_inout": rule,
+                                "cached": settings.pseudo_cache is not None}},
+    )
+    return train(spec, device, precision, settings.seed, settings.project, settings.name, settings.resume,
+                 settings.workers, reporter)
+
+
+def student_loss(settings: TrainStudentSettings, teacher, rule: str):
+    """MSE x loss_scale over the labelled persons (ground truth) and the unlabelled persons with a
+    usable pseudo-label (teacher), selected by indexing; in/out BCE on labelled persons only."""
+    semi = teacher is not None
 
     def loss_fn(net, batch, ctx: StepContext):
         out = student_forward(net, batch)
-        inside = batch["inout"] == 1
-        mask = inside if settings.heatmap_loss_on == "in-frame" else batch["labelled"]
-        loss = heatmap_mse(out["heatmap"], batch["heatmap"], mask, settings.loss_scale)
-        logs = {"heatmap_loss": float(loss.detach())}
+        labelled = batch["labelled"].bool()
+        per_person = ((out["heatmap"].float() - batch["heatmap"].float()) ** 2).flatten(1).mean(1)  # (B,)
+        sup = labelled & (batch["inout"] == 1) if settings.heatmap_loss_on == "in-frame" else labelled
+        terms, weights = [per_person[sup]], [torch.ones_like(per_person[sup])]
+        logs: dict = {}
+        if semi and (~labelled).any():
+            unl = ~labelled
+            sub = {k: (v[unl] if isinstance(v, torch.Tensor) and v.shape[:1] == labelled.shape else v)
+                   for k, v in batch.items()}
+            with torch.no_grad():
+                target, usable = teacher(sub, ctx.generator)
+            keep = usable.clone()
+            if rule == "predicted":
+                keep &= torch.sigmoid(out["inout"][unl].detach().float()) >= settings.inout_threshold
+            elif rule == "ground-truth":  # --compat: the hidden label, exactly the official code's leak
+                keep &= sub["inout"] == 1
+            if target.shape[-1] != out["heatmap"].shape[-1]:
+                target = F.interpolate(target, size=out["heatmap"].shape[-2:], mode="bilinear", align_corners=False)
+            pseudo_err = ((out["heatmap"][unl].float() - target.float()) ** 2).flatten(1).mean(1)
+            terms.append(pseudo_err[keep])
+            weights.append(torch.full_like(pseudo_err[keep], settings.pseudo_weight))
+            logs["pseudo_kept"] = float(keep.float().mean())
+            logs["pseudo_loss"] = float(pseudo_err[keep].mean().detach() * settings.loss_scale) if keep.any() else 0.0
+        errors, w = torch.cat(terms), torch.cat(weights)
+        loss = (errors * w).sum() / w.sum() * settings.loss_scale if w.sum() > 0 else out["heatmap"].sum() * 0.0
+        logs["sup_loss"] = float(per_person[sup].mean().detach() * settings.loss_scale) if sup.any() else 0.0
         if settings.inout_weight > 0:
-            known = batch["inout"] >= 0
+            known = labelled & (batch["inout"] >= 0)
             inout_loss = F.binary_cross_entropy_with_logits(out["inout"][known].float(), batch["inout"][known].float()) \
                 if known.any() else out["inout"].sum() * 0.0
             loss = loss + settings.inout_weight * inout_loss
             logs["inout_loss"] = float(inout_loss.detach())
         return loss, logs
 
-    spec = TrainSpec(
-        command="train-student", settings=settings, settings_toml=to_toml(settings), model=model,
-        model_meta={"name": settings.model, "config": config}, optimizer=optimizer, scheduler=scheduler,
-        dataset=dataset, batches=batches, loss_fn=loss_fn, epochs=settings.epochs,
-        evaluate_fn=evaluator(settings, student_forward, train_table, split, device, precision),
-        select_metric=settings.select_metric, select_mode="max" if settings.select_metric == "auc" else "min",
-        select_on=settings.select_on, eval_every=settings.eval_every, checkpoint_every=settings.checkpoint_every,
-        extra_meta={"sample": asdict(sample_config(settings, False)), "data": str(Path(settings.data)),
-                    "split": {"ratio": settings.ratio, "seed": settings.split_seed, "val_fraction": settings.val_fraction,
-                              "dir": str(settings.split_dir) if settings.split_dir else None, "source": split_note}},
-    )
-    return train(spec, device, precision, settings.seed, settings.project, settings.name, settings.resume,
-                 settings.workers, reporter)
+    return loss_fn
+
+
+def cached_pseudo_labels(settings, train_table, split, maps, teacher, device, reporter):
+    """Build (or reuse) the --pseudo-cache and return its MapSource for the training dataset."""
+    from gazecli.core.stages.pseudo_cache import PseudoLabelCache
+
+    cache = PseudoLabelCache(settings.pseudo_cache, cache_recipe(settings))
+    if not cache.complete():
+        views = GazeDataset(train_table, sample_config(settings, False), labelled=split.labelled, maps=maps,
+                            seed=settings.seed)
+        rows = np.flatnonzero(split.unlabelled)
+        if reporter:
+            reporter.message(f"caching {settings.cache_samples} pseudo-labels for each of {len(rows)} unlabelled "
+                             f"persons in {cache.folder}")
+        cache.build(teacher, views, rows, settings.cache_samples, settings.eval_batch_size, device, settings.seed)
+    return cache.for_table(train_table, settings.seed)
+
+
+def pseudo_label_report(settings: TrainStudentSettings, progress=None) -> dict:
+    """How good are the pseudo-labels? Raw Grad-CAM and the teacher's refined targets of the
+    unlabelled persons scored against their hidden ground truth (in-frame persons; GazeWorld, or a
+    GazeFollow split used as unlabelled), with a centre prior for reference."""
+    from gazecli.core.predictions import Predictions
+    from gazecli.core.stages.baseline import baseline_heatmap
+    from gazecli.core.stages.teachers import GradcamTeacher
+
+    device = resolve_device(settings.device)
+    train_table = read_gazefollow(settings.data, "train")
+    split, note = resolve_label_split(settings.data, train_table, settings.ratio, settings.split_dir,
+                                      settings.split_seed, settings.val_fraction)
+    rows = np.flatnonzero(split.unlabelled & (train_table.inout == 1))
+    if len(rows) == 0:
+        raise SettingsError("--pseudo-report: no unlabelled in-frame persons (--ratio < 1)")
+    table = train_table.subset(rows)
+    maps = {}
+    if settings.gradcam is not None:
+        maps["gradcam"] = gradcam_maps(settings, table)
+    dataset = GazeDataset(table, sample_config(settings, False), maps=maps, seed=settings.seed)
+    teachers = {}
+    if settings.gradcam is not None:
+        teachers["Grad-CAM (raw)"] = GradcamTeacher()
+    if settings.teacher not in ("none", "gradcam"):
+        teachers[f"{settings.teacher} teacher"] = build_teacher(settings, device)
+    if not teachers:
+        raise SettingsError("--pseudo-report needs --gradcam STORE and/or a --teacher with its checkpoint")
+    size = settings.heatmap_size
+    results = []
+    centre = baseline_heatmap("center", settings.data, size)
+    centre_preds = Predictions(table.path.astype(str), table.eye_xy_norm, np.broadcast_to(centre, (len(table), size, size)))
+    results.append({"name": "centre prior", **_scores(table, centre_preds, device), "usable": 1.0})
+    for name, teacher in teachers.items():
+        generator = torch.Generator(device=device).manual_seed(settings.seed)
+        heat, usable = [], []
+        loader = torch.utils.data.DataLoader(dataset, batch_size=settings.eval_batch_size, num_workers=settings.workers)
+        for batch in loader:
+            batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+            target, ok = teacher(batch, generator)
+            heat.append(target[:, 0].float().cpu().numpy())
+            usable.append(ok.cpu().numpy())
+            if progress:
+                progress(sum(len(h) for h in heat), len(dataset))
+        heat, usable = np.concatenate(heat), np.concatenate(usable).astype(bool)
+        preds = Predictions(table.path.astype(str), table.eye_xy_norm, heat)
+        # persons without a usable target are scored too (their map is flat: AUC 0.5): an honest average
+        results.append({"name": name, **_scores(table, preds, device), "usable": float(usable.mean())})
+    return {"split": note, "persons": int(len(table)), "ratio": settings.ratio, "results": results,
+            "teacher": settings.teacher, "denoise_steps": settings.denoise_steps, "ddim_steps": settings.ddim_steps,
+            "compat": settings.compat}
+
+
+def _scores(table, preds, device) -> dict:
+    result = score_predictions(table, preds, "native", str(device))
+    return {k: result[k] for k in ("auc", "avg_l2", "min_l2", "n")}
