@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("gazecli.commands.predict", "Predict where people look in your images, folders or videos (overlays + JSON lines)."),
     "train-student": ("gazecli.commands.train_student", "Train the VAT student (supervised; semi-supervised teachers later)."),
     "gradcam": ("gazecli.commands.gradcam", "VQA Grad-CAM pseudo-annotations: batched, resumable, sharded store."),
+    "train-diffusion": ("gazecli.commands.train_diffusion", "Train the diffusion annotation prior (conditional heatmap DDPM) on the labelled split."),
+    "mean-teacher": ("gazecli.commands.mean_teacher", "Train the diffusion prior with Mean Teacher on labelled and unlabelled persons."),
 }
 
 

@@ -48,6 +48,7 @@ def test_initial_weights_load_by_name_and_report(tmp_path):
     assert "loaded" in report.summary()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_weights_files_are_never_unpickled(tmp_path):
     import pickle
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 STUDENT_MODELS = ("vat", "vat-gc")
+DIFFUSION_MODELS = ("diffusion", "diffusion-mean-teacher")  # the annotation prior; the second holds two networks
 
 
 def build_model(name: str, config: dict):
@@ -17,4 +18,19 @@ def build_model(name: str, config: dict):
         cfg = dict(config)
         cfg["gradcam"] = name == "vat-gc"
         return VATModel(VATConfig(**cfg))
+    if name in DIFFUSION_MODELS:
+        # config: {"encoder": VATConfig fields, "denoiser": DenoiserConfig fields, "scheduler": HeatmapScheduler
+        # fields}; the scheduler owns no weights and is rebuilt by the stages (train_diffusion.build_scheduler)
+        from gazecli.core.models.diffusion_unet import DenoiserConfig, GazeDiffusionModel
+        from gazecli.core.models.vat import VATConditionEncoder, VATConfig
+
+        def network():
+            encoder = VATConditionEncoder(VATConfig(**{**config["encoder"], "gradcam": False}))
+            return GazeDiffusionModel.build(encoder, DenoiserConfig(**config["denoiser"]))
+
+        if name == "diffusion":
+            return network()
+        from gazecli.core.models.mean_teacher import StudentTeacher
+
+        return StudentTeacher(network(), network(), teacher_train_mode=bool(config.get("teacher_train_mode", False)))
     raise ValueError(f"unknown model {name!r}")

@@ -112,6 +112,18 @@ class VATEncoder(nn.Module):
         return torch.cat([scene_feat * attn, face_feat], 1), attn
 
 
+class VATConditionEncoder(VATEncoder):
+    """The trunk as the diffusion prior's condition encoder: forward returns the features alone
+    (B, 2 C, g, g), as `GazeDiffusionModel` expects; Chong et al.'s initialisation, same tensor names."""
+
+    def __init__(self, config: VATConfig):
+        super().__init__(config)
+        init_weights(self)
+
+    def forward(self, scene, head_channel, face, gradcam=None):
+        return super().forward(scene, head_channel, face, gradcam)[0]
+
+
 class VATModel(VATEncoder):
     """ModelSpatial: heatmap (B, 1, h, w) and in/out logit (B,) (None without the head)."""
 

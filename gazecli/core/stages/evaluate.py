@@ -89,13 +89,17 @@ def load_trained_model(checkpoint: Path, device=None):
 
 def model_forward(model, meta: dict):
     """batch -> {"heatmap", "inout"} for a trained model of any kind (by its checkpoint's name)."""
-    from gazecli.core.models import STUDENT_MODELS
+    from gazecli.core.models import DIFFUSION_MODELS, STUDENT_MODELS
 
     name = meta["model"]["name"]
     if name in STUDENT_MODELS:
         from gazecli.core.stages.train_student import student_forward
 
         return lambda batch: student_forward(model, batch)
+    if name in DIFFUSION_MODELS:  # sampled from pure noise with the run's --inference-steps / --eta / --compat
+        from gazecli.core.stages.train_diffusion import prior_forward
+
+        return prior_forward(model, meta)
     raise DataError(f"{meta.get('path')}: no inference for models of kind {name!r}")
 
 
