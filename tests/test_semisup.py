@@ -115,7 +115,7 @@ def test_pseudo_masks_and_the_leak_only_in_ground_truth_mode(world, rule, expect
     root, _, _ = world
     from gazecli.core.stages.teachers import GradcamTeacher
 
-    s = load_settings(TrainStudentSettings, {"data": root, "teacher": "gradcam", "inout_weight": 1.0})
+    s = load_settings(TrainStudentSettings, {"data": root, "teacher": "gradcam", "inout_weight": 1.0, "loss": "mse"})
     batch = _batch(2, 4, [-1.0, -1.0, -1.0, -1.0] if rule != "ground-truth" else [1.0, 0.0, 0.0, 0.0])
     logits = torch.tensor([0.0, 0.0, 3.0, 3.0, -3.0, -3.0])  # the student's own in/out: 2 of 4 unlabelled "in"
     net = _FixedNet(torch.zeros(6, 1, 8, 8), logits)
@@ -130,6 +130,23 @@ def test_pseudo_masks_and_the_leak_only_in_ground_truth_mode(world, rule, expect
     per = (target ** 2).flatten(1).mean(1)
     chosen = (~unl) | kept
     assert loss.item() == pytest.approx(float(per[chosen].mean() * 10000 + logs["inout_loss"]), rel=1e-6)
+
+
+def test_kl_loss_is_the_cross_entropy_of_the_spatial_softmax(world):
+    root, _, _ = world
+    from gazecli.core.stages.train_student import heatmap_errors
+
+    pred = torch.randn(3, 1, 4, 4)
+    target = torch.rand(3, 1, 4, 4)
+    target[2] = 0  # an out-of-frame target: undefined for kl
+    err, ok = heatmap_errors(pred, target, "kl")
+    p = target[0].flatten() / target[0].sum()
+    assert err[0].item() == pytest.approx(float(-(p * torch.log_softmax(pred[0].flatten(), 0)).sum()), rel=1e-6)
+    assert ok.tolist() == [True, True, False]
+    s = load_settings(TrainStudentSettings, {"data": root})
+    assert (s.loss, s.loss_scale, s.coords, s.heatmap_loss_on) == ("kl", 1.0, True, "in-frame")  # GazeWorld preset
+    s = load_settings(TrainStudentSettings, {"data": root, "preset": "gazefollow"})
+    assert (s.loss, s.loss_scale, s.coords, s.heatmap_loss_on) == ("mse", 10000.0, False, "all")  # the paper
 
 
 def test_a_nan_target_outside_the_mask_does_not_poison_the_loss(world):

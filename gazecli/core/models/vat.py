@@ -38,6 +38,8 @@ class VATConfig:
     heatmap_size: int = 64
     gradcam: bool = False  # VAT-GC: the Grad-CAM map steers the attention
     inout: bool = True  # build the in/out head
+    coords: bool = False  # two more scene channels: each pixel's offset from the head centre (CoordConv; the
+    # GazeWorld preset uses it so the tiny model can map a gaze direction to a place in a few minutes of CPU)
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -67,6 +69,20 @@ class VATConfig:
         return asdict(self)
 
 
+def head_offsets(head_channel: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S) head mask -> (B, 2, S, S): x and y of every pixel minus the head centre, in
+    units of the image side (the centre of an empty mask is the image centre)."""
+    b, _, h, w = head_channel.shape
+    xs = (torch.arange(w, device=head_channel.device, dtype=head_channel.dtype) + 0.5) / w
+    ys = (torch.arange(h, device=head_channel.device, dtype=head_channel.dtype) + 0.5) / h
+    mass = head_channel.sum(dim=(1, 2, 3))
+    safe = mass.clamp(min=1e-6)
+    cx = torch.where(mass > 0, (head_channel[:, 0] * xs[None, None, :]).sum(dim=(1, 2)) / safe, torch.full_like(mass, 0.5))
+    cy = torch.where(mass > 0, (head_channel[:, 0] * ys[None, :, None]).sum(dim=(1, 2)) / safe, torch.full_like(mass, 0.5))
+    return torch.stack([(xs[None, None, :] - cx[:, None, None]).expand(b, h, w),
+                        (ys[None, :, None] - cy[:, None, None]).expand(b, h, w)], 1)
+
+
 class VATEncoder(nn.Module):
     """(scene, head_channel, face[, gradcam]) -> (B, 2 C, g, g) features and (B, 1, g, g) attention."""
 
@@ -77,10 +93,10 @@ class VATEncoder(nn.Module):
         self.feature_channels = c
         self.out_channels = 2 * c
         if config.backbone == "tiny":
-            self.scene_net = TinyPathway(4)
+            self.scene_net = TinyPathway(4 + 2 * config.coords)
             self.face_net = TinyPathway(3)
         else:
-            add_resnet_pathway(self, "scene", config.backbone, 4)
+            add_resnet_pathway(self, "scene", config.backbone, 4 + 2 * config.coords)
             add_resnet_pathway(self, "face", config.backbone, 3)
         attn_in = config.head_grid**2 + c + (config.gradcam_grid**2 if config.gradcam else 0)
         self.attn = nn.Linear(attn_in, config.grid**2)
@@ -106,7 +122,8 @@ class VATEncoder(nn.Module):
                 g = F.max_pool2d(g, 3, 2, 1)
             parts.append(g.flatten(1))
         attn = torch.softmax(self.attn(torch.cat(parts, 1)), dim=1).view(-1, 1, cfg.grid, cfg.grid)
-        scene_feat = self.pathway("scene", torch.cat([scene, head_channel], 1))  # (B, C, g, g)
+        scene_in = [scene, head_channel] + ([head_offsets(head_channel)] if cfg.coords else [])
+        scene_feat = self.pathway("scene", torch.cat(scene_in, 1))  # (B, C, g, g)
         if face_feat.shape[-1] != cfg.grid:  # a face crop smaller than the scene: match the grid
             face_feat = F.interpolate(face_feat, size=(cfg.grid, cfg.grid), mode="bilinear", align_corners=False)
         return torch.cat([scene_feat * attn, face_feat], 1), attn

@@ -34,7 +34,19 @@ def sample_config(settings: TrainSettings, augment: bool) -> SampleConfig:
 
 def model_config(settings: TrainStudentSettings) -> dict:
     return {"backbone": settings.backbone, "input_size": settings.input_size, "face_size": settings.face_size,
-            "heatmap_size": settings.heatmap_size, "inout": settings.inout_weight > 0}
+            "heatmap_size": settings.heatmap_size, "inout": settings.inout_weight > 0, "coords": bool(settings.coords)}
+
+
+def heatmap_errors(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-person loss (B,) and whether it is defined (B,): mse = mean squared error over the map;
+    kl = cross-entropy of the spatial softmax of `pred` against `target` normalised to sum 1
+    (undefined for an all-zero target)."""
+    pred, target = pred.float().flatten(1), target.float().flatten(1)
+    if kind == "mse":
+        return ((pred - target) ** 2).mean(1), torch.ones(len(pred), dtype=torch.bool, device=pred.device)
+    mass = target.sum(1)
+    p = target / mass.clamp(min=1e-12)[:, None]
+    return -(p * torch.log_softmax(pred, 1)).sum(1), mass > 0
 
 
 def student_forward(model, batch: dict) -> dict:
@@ -221,8 +233,9 @@ def student_loss(settings: TrainStudentSettings, teacher, rule: str):
     def loss_fn(net, batch, ctx: StepContext):
         out = student_forward(net, batch)
         labelled = batch["labelled"].bool()
-        per_person = ((out["heatmap"].float() - batch["heatmap"].float()) ** 2).flatten(1).mean(1)  # (B,)
+        per_person, defined = heatmap_errors(out["heatmap"], batch["heatmap"], settings.loss)  # (B,)
         sup = labelled & (batch["inout"] == 1) if settings.heatmap_loss_on == "in-frame" else labelled
+        sup = sup & defined
         terms, weights = [per_person[sup]], [torch.ones_like(per_person[sup])]
         logs: dict = {}
         if semi and (~labelled).any():
@@ -238,7 +251,8 @@ def student_loss(settings: TrainStudentSettings, teacher, rule: str):
                 keep &= sub["inout"] == 1
             if target.shape[-1] != out["heatmap"].shape[-1]:
                 target = F.interpolate(target, size=out["heatmap"].shape[-2:], mode="bilinear", align_corners=False)
-            pseudo_err = ((out["heatmap"][unl].float() - target.float()) ** 2).flatten(1).mean(1)
+            pseudo_err, ok = heatmap_errors(out["heatmap"][unl], target, settings.loss)
+            keep &= ok
             terms.append(pseudo_err[keep])
             weights.append(torch.full_like(pseudo_err[keep], settings.pseudo_weight))
             logs["pseudo_kept"] = float(keep.float().mean())
