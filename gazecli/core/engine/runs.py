@@ -121,7 +121,8 @@ class RunDir:
             import matplotlib.pyplot as plt
         except ImportError:
             return None
-        keys = [k for k in rows[0] if k not in ("epoch", "step", "time") and _is_number(rows[-1].get(k))]
+        keys = [k for k in rows[0] if k not in ("epoch", "step", "time") and not k.endswith("_n")
+                and _is_number(rows[-1].get(k))]
         if not keys:
             return None
         cols = min(3, len(keys))
