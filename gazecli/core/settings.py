@@ -423,22 +423,34 @@ class TrainStudentSettings(TrainSettings):
         None, description="labelled persons in the heatmap loss (all: out-of-frame targets are zero maps, as the "
                           "official VAT baseline; default with a teacher: in-frame, as the official student)")
     inout_weight: float = Field(0.0, ge=0, description="weight of the in/out BCE loss (0: no in/out head, as the paper)")
-    loss_scale: float = Field(10000.0, gt=0, description="the heatmap MSE is multiplied by this (official 10000)")
+    loss: Literal["mse", "kl"] | None = Field(
+        None, description="heatmap loss: mse (the paper's, x 10000) or kl (cross-entropy of the spatial softmax "
+                          "against the normalised target; learns far faster from scratch; the GazeWorld preset)")
+    loss_scale: float | None = Field(None, gt=0, description="the heatmap loss is multiplied by this "
+                                     "(default: 10000 for mse, as the official code; 1 for kl)")
+    coords: bool | None = Field(None, description="head-relative coordinate channels on the scene input "
+                                "(CoordConv; default: on for the GazeWorld preset, off for the paper's model)")
 
     @classmethod
     def preset_values(cls, preset: str) -> dict:
         values = super().preset_values(preset)
-        if preset == "gazeworld":  # a CPU budget that trains the tiny model well (benchmarks/gazeworld_gap.py)
-            values.update(epochs=30, batch_size=32, lr=1e-3, milestones=[20])
+        if preset == "gazeworld":  # the tiny model learns in minutes of CPU with these (see README: GazeWorld)
+            values.update(epochs=30, batch_size=32, lr=1e-3, milestones=[20], loss="kl", coords=True)
+        else:
+            values.update(loss="mse", coords=False)
         return values
 
     @classmethod
     def dependent_defaults(cls, preset: str, values: dict) -> dict:
+        kind = values.get("loss") or ("kl" if preset == "gazeworld" else "mse")
+        out: dict = {"loss_scale": 1.0 if kind == "kl" else 10000.0}
         teacher = values.get("teacher", "none")
         if teacher in (None, "none"):
-            return {"milestones": [25, 40], "heatmap_loss_on": "all"}
+            # the official VAT baseline trains out-of-frame persons towards an all-zero map (MSE only)
+            out.update(milestones=[25, 40], heatmap_loss_on="all" if kind == "mse" else "in-frame")
+            return out
         ratio = float(values.get("ratio") or 0.1)
-        out = {"heatmap_loss_on": "in-frame", "denoise_steps": 200 if ratio <= 0.05 else 250}
+        out.update(heatmap_loss_on="in-frame", denoise_steps=200 if ratio <= 0.05 else 250)
         if preset != "gazeworld":  # the official student (method-spec §5)
             out.update(epochs=25, batch_size=80, labeled_batch_size=20, milestones=[15])
         else:
@@ -568,6 +580,8 @@ class DiffusionSettings(TrainSettings):
                                  json_schema_extra=cli(panel="Diffusion"))
     eta: float = Field(1.0, ge=0, description="DDIM eta (1: stochastic, as the official default; 0: deterministic)",
                        json_schema_extra=cli(panel="Diffusion"))
+    inference_samples: int = Field(1, ge=1, description="samples averaged per person when evaluating (the official "
+                                                        "--inference_times)", json_schema_extra=cli(panel="Diffusion"))
     compat: bool = Field(False, description="reproduce the official code's sampler (and, for mean-teacher, its "
                                             "teacher/student choices) instead of the corrected behaviour",
                          json_schema_extra=cli(panel="Diffusion"))
@@ -672,4 +686,88 @@ class MeanTeacherSettings(DiffusionSettings):
                              f"({self.batch_size})")
         if self.teacher_steps > self.diffusion_steps:
             raise ValueError(f"--teacher-steps ({self.teacher_steps}) exceeds --diffusion-steps ({self.diffusion_steps})")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# gaze data train-vqa: the GazeWorld VQA model (issue 6)
+
+VQA_QUESTION_TYPES = ("colour", "count", "region", "where", "where-person", "next-to", "relation", "gaze", "direction")
+
+
+def _str_list(value: Any) -> Any:
+    """`--questions gaze,count --questions colour` -> ["gaze", "count", "colour"]."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, (list, tuple)):
+        return [p.strip() for v in value for p in str(v).split(",") if p.strip()]
+    return value
+
+
+QuestionTypes = Annotated[list[Literal[VQA_QUESTION_TYPES]], BeforeValidator(_str_list)]  # type: ignore[valid-type]
+
+
+class TrainVQASettings(GazeSettings):
+    """gaze data train-vqa"""
+
+    data: ExistingDir = Field(description="a GazeWorld root (gaze data synth) whose question-answer pairs train the "
+                                          "model; its test split, when present, is scored at the end")
+    image_size: int = Field(128, ge=16, le=1024, description="square input side in pixels", json_schema_extra=cli(panel="Model"))
+    patch_size: int = Field(16, ge=2, description="ViT patch side (image-size / patch-size is the Grad-CAM grid)",
+                            json_schema_extra=cli(panel="Model"))
+    hidden_size: int = Field(64, ge=8, description="width of the vision and text transformers",
+                             json_schema_extra=cli(panel="Model"))
+    vision_layers: int = Field(3, ge=1, description="vision transformer layers", json_schema_extra=cli(panel="Model"))
+    text_layers: int = Field(2, ge=1, description="layers of the question encoder and of the answer decoder",
+                             json_schema_extra=cli(panel="Model"))
+    heads: int = Field(4, ge=1, description="attention heads", json_schema_extra=cli(panel="Model"))
+    cross_attention_init: float = Field(5.0, gt=0, description="factor on BLIP's initial cross-attention weights of "
+                                        "the question encoder (1: BLIP's; larger: image-dependent attention from "
+                                        "the start)", json_schema_extra=cli(panel="Model"))
+    questions: QuestionTypes = Field(
+        ["colour", "count", "region", "where", "where-person", "next-to", "relation", "gaze", "direction"],
+        description="question types to train on, comma-separated (" + ", ".join(VQA_QUESTION_TYPES) + ")",
+        json_schema_extra=cli(panel="Curriculum"))
+    questions_per_view: int = Field(3, ge=1, le=32, description="question slots per prompted image and step",
+                                    json_schema_extra=cli(panel="Curriculum"))
+    warmup_scenes: int = Field(4000, ge=0, description="large-object GazeWorld scenes (rendered in memory) that the "
+                               "first --warmup-epochs train on; 0: none", json_schema_extra=cli(panel="Curriculum"))
+    warmup_epochs: int = Field(3, ge=0, description="epochs on the large-object scenes before the --data world",
+                               json_schema_extra=cli(panel="Curriculum"))
+    grounding_epochs: int = Field(1, ge=0, description="first epochs (warm-up included) without the gaze question "
+                                                       "(grounding questions only)",
+                                  json_schema_extra=cli(panel="Curriculum"))
+    gaze_fraction: float = Field(0.5, ge=0.0, le=1.0, description="afterwards: chance that a view's first slot is its "
+                                 "gaze question", json_schema_extra=cli(panel="Curriculum"))
+    max_images: int | None = Field(None, ge=2, description="use only the first N training images")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="training images held out to select the best epoch")
+    epochs: int = Field(8, ge=1, description="passes over the prompted images of the --data world (after the warm-up)")
+    batch_size: int = Field(32, ge=1, description="prompted images per step (each with --questions-per-view questions)")
+    lr: float = Field(2e-3, gt=0, description="AdamW peak learning rate (linear warm-up, cosine decay per step)")
+    weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay (matrices only)")
+    warmup_steps: int = Field(150, ge=0, description="steps of linear learning-rate warm-up")
+    grad_clip: float = Field(1.0, ge=0, description="clip the gradient norm to this (0: off)")
+    eval_every: int = Field(1, ge=1, description="score the validation images every N epochs")
+    eval_limit: int = Field(300, ge=1, description="validation pairs scored per non-gaze question type (every gaze "
+                                                   "question is scored)")
+    seed: int = Field(0, ge=0, description="seed of the weights, the held-out images and the question draws")
+    device: Device = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="mixed precision on CUDA")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    threads: int = Field(0, ge=0, description="CPU threads of torch (0: its default; 1 is often fastest for this tiny "
+                                             "model on a busy machine)")
+    checkpoint_every: int = Field(0, ge=0, description="also save weights/last every N steps (0: at epoch ends)")
+    project: Path = Field(Path("runs"), description="parent folder of run folders")
+    name: str = Field("vqa", description="run folder name (auto-incremented)")
+    resume: Path | None = Field(None, description="continue the run in this folder exactly where it stopped")
+
+    @model_validator(mode="after")
+    def _check_vqa(self):
+        if self.image_size % self.patch_size:
+            raise ValueError(f"--image-size {self.image_size} must be a multiple of --patch-size {self.patch_size}")
+        if self.hidden_size % self.heads:
+            raise ValueError(f"--hidden-size {self.hidden_size} must be a multiple of --heads {self.heads}")
+        if not self.questions:
+            raise ValueError("--questions: give at least one question type")
+        self.questions = [t for t in VQA_QUESTION_TYPES if t in self.questions]  # canonical order, no repeats
         return self
