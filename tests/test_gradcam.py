@@ -24,18 +24,6 @@ from tests.test_gradcam_tiny import (bert_tokenizer, llama_style_tokenizer, save
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine two OpenMP
-    threads per op make them several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --------------------------------------------------------------------------------------------
 # key noun
 
@@ -546,10 +534,10 @@ def test_gradcam_command_end_to_end(world, models, tmp_path):
     ("no-config", "error: --vqa-model {p}: not a transformers model folder (no config.json)"),
     ("bert", "error: model type 'bert' is not a supported VQA model"),
     ("captioner", "error: this BLIP model is a BlipForConditionalGeneration, not a VQA model"),
-    ("gazeworld", "error: --vqa-model gazeworld: the GazeWorld VQA model is not shipped"),
+    ("gazeworld", "error: --vqa-model gazeworld: the named model's folder {p} is missing"),
     ("backend", "error: --backend vlm: {p} is a blip model, which the blip backend runs"),
 ])
-def test_model_errors_are_one_line(world, models, tmp_path, case, expected):
+def test_model_errors_are_one_line(world, models, tmp_path, case, expected, monkeypatch):
     path = tmp_path / case
     extra = []
     if case == "no-config":
@@ -562,8 +550,13 @@ def test_model_errors_are_one_line(world, models, tmp_path, case, expected):
         cfg = json.loads((models["blip"] / "config.json").read_text())
         cfg["architectures"] = ["BlipForConditionalGeneration"]
         (path / "config.json").write_text(json.dumps(cfg))
-    elif case == "gazeworld":
-        path = "gazeworld"
+    elif case == "gazeworld":  # a named model whose folder is gone (an incomplete install)
+        from gazecli.core.gradcam import backends
+
+        monkeypatch.setitem(backends.NAMED_MODELS, "gazeworld", lambda: path)
+        code, out, err = run_cli("gradcam", "--data", world, "--vqa-model", "gazeworld", "--out", tmp_path / "o")
+        assert code != 0 and err.strip() == expected.format(p=path)
+        return
     elif case == "backend":
         path, extra = models["blip"], ["--backend", "vlm"]
     code, out, err = run_cli("gradcam", "--data", world, "--vqa-model", path, "--out", tmp_path / "o", *extra)

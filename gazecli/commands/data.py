@@ -1,13 +1,13 @@
-"""gaze data: synth | check | split | baseline"""
+"""gaze data: synth | check | split | baseline | train-vqa"""
 
 from __future__ import annotations
 
 import typer
 
 from gazecli.commands._options import settings_command
-from gazecli.core.settings import BaselineSettings, CheckSettings, SplitSettings, SynthSettings
+from gazecli.core.settings import BaselineSettings, CheckSettings, SplitSettings, SynthSettings, TrainVQASettings
 
-app = typer.Typer(name="data", help="Datasets: synthesize GazeWorld, check a dataset, make label splits, baselines.",
+app = typer.Typer(name="data", help="Datasets: synthesize GazeWorld, check a dataset, make label splits, baselines, train the GazeWorld VQA.",
                   no_args_is_help=True, add_completion=False)
 
 
@@ -30,6 +30,9 @@ def synth(s: SynthSettings) -> None:
         ("speed", f"{summary['images_per_s']:.0f} images/s ({summary['seconds']:.1f} s)"),
     ]))
     console.print(f"wrote {summary['files_written']} files to [bold]{s.out}[/]")
+    if summary.get("qa_files"):
+        console.print(f"and {summary['n_qa_pairs']} question-answer pairs to "
+                      + ", ".join(f"[bold]{p}[/]" for p in summary["qa_files"]))
 
 
 @settings_command(app, "check", CheckSettings)
@@ -101,3 +104,22 @@ def baseline(s: BaselineSettings) -> None:
 
     out = make_baseline(s)
     console.print(f"wrote {out['kind']} baseline for {out['persons']} {out['split']} persons to [bold]{out['out']}[/]")
+
+
+@settings_command(app, "train-vqa", TrainVQASettings, resumable=True)
+def train_vqa(s: TrainVQASettings) -> None:
+    """Train the GazeWorld VQA model (BLIP architecture, from scratch) on GazeWorld's question-answer text;
+    export it as a folder that gaze gradcam --vqa-model reads."""
+    from gazecli.commands._report import RichReporter, console, metrics_table, print_outputs
+    from gazecli.core.stages.train_vqa import train_vqa as run
+
+    out = run(s, RichReporter("train-vqa"))
+    rows = [{"split": name, **metrics} for name, metrics in (("val (best)", out["val_metrics"]),
+                                                             ("test", out["test_metrics"])) if metrics]
+    if rows:
+        console.print(metrics_table(f"answer accuracy, best weights ({out['parameters']:,} parameters)", rows,
+                                    ["split", "gaze_acc", "grounding_acc"]))
+        for row in rows:
+            console.print(f"{row['split']}: {row.get('by_type', '')}")
+    print_outputs(f"run folder {out['result'].run_dir}; model folder (gaze gradcam --vqa-model) {out['model_dir']}",
+                  out["files"])

@@ -646,7 +646,9 @@ def _prepare_folder(out: Path, force: bool) -> None:
         if (out / META_NAME).is_file():  # a previous GazeWorld: remove its outputs, nothing else
             for folder in IMAGE_FOLDERS.values():
                 shutil.rmtree(out / folder, ignore_errors=True)
-            for name in (*ANNOTATION_NAMES.values(), *SIDECAR_NAMES.values(), META_NAME):
+            from gazecli.core.vqa.questions import QA_NAMES
+
+            for name in (*ANNOTATION_NAMES.values(), *SIDECAR_NAMES.values(), *QA_NAMES.values(), META_NAME):
                 (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -686,8 +688,12 @@ def synthesize_gazeworld(out: Path, n_train: int, n_test: int, seed: int = 0, si
     _prepare_folder(out, force)
     ext, params = IMAGE_FORMATS[image_format]
 
+    from gazecli.core.vqa.questions import QA_NAMES, qa_record
+
     rows = {"train": [], "test": []}
     records = {"train": [], "test": []}
+    qa_lines = {"train": [], "test": []}  # the question-answer sidecars (text only; gazecli.core.vqa)
+    n_qa = 0
     counts = {"train_persons": 0, "train_in_frame": 0, "train_out_of_frame": 0, "test_persons": 0,
               "test_rows": 0, "train_objects": 0, "test_objects": 0}
     total = n_train + n_test
@@ -724,18 +730,23 @@ def synthesize_gazeworld(out: Path, n_train: int, n_test: int, seed: int = 0, si
                 counts["test_rows"] = len(rows["test"])
             counts[f"{split}_persons"] += len(scene.persons)
             counts[f"{split}_objects"] += len(scene.objects)
-            records[split].append(json.dumps(_sidecar_record(scene, rel, points), separators=(",", ":")))
+            line = json.dumps(_sidecar_record(scene, rel, points), separators=(",", ":"))
+            records[split].append(line)
+            qa = qa_record(json.loads(line))  # from the record exactly as written
+            n_qa += len(qa["qa"])
+            qa_lines[split].append(json.dumps(qa, separators=(",", ":")))
             done += 1
             if progress is not None:
                 progress(done, total)
 
-    written = []
+    written, qa_written = [], []
     for split in [s for s, n in (("train", n_train), ("test", n_test)) if n > 0]:  # no empty files
-        for fname, lines in ((ANNOTATION_NAMES[split], rows[split]), (SIDECAR_NAMES[split], records[split])):
+        for fname, lines in ((ANNOTATION_NAMES[split], rows[split]), (SIDECAR_NAMES[split], records[split]),
+                             (QA_NAMES[split], qa_lines[split])):
             tmp = out / (fname + ".tmp")
             tmp.write_bytes("".join(line + "\n" for line in lines).encode("utf-8"))
-            written.append((tmp, out / fname))
-    for tmp, final in written:
+            (qa_written if fname == QA_NAMES[split] else written).append((tmp, out / fname))
+    for tmp, final in [*written, *qa_written]:
         os.replace(tmp, final)
     meta = {
         "generator": GENERATOR_VERSION,
@@ -762,5 +773,7 @@ def synthesize_gazeworld(out: Path, n_train: int, n_test: int, seed: int = 0, si
         "n_test_rows": counts["test_rows"],
         "seconds": seconds,
         "images_per_s": total / seconds if seconds > 0 else float("inf"),
-        "files_written": total + len(written) + 1,
+        "files_written": total + len(written) + 1,  # the GazeFollow-layout dataset: images, annotations, sidecars, meta
+        "qa_files": [str(final) for _, final in qa_written],  # besides: the question-answer sidecars
+        "n_qa_pairs": n_qa,
     }

@@ -38,11 +38,15 @@ QWEN_TYPES = ("qwen2_vl", "qwen2_5_vl")
 QWEN_DEFAULT_SIZE = 448  # Qwen2-VL takes any size; 448 px gives a 16x16 grid of merged patches
 INSTALL_HINT = "pip install 'gazecli[vqa]'"
 
+
+def _gazeworld_vqa_folder() -> Path:
+    """The GazeWorld VQA model shipped inside the package (`gaze data train-vqa`, issue 6)."""
+    return Path(__file__).resolve().parents[2] / "assets" / "gazeworld_vqa"
+
+
 # Named local models: `--vqa-model NAME` resolves through this dict to a model folder.
-# Hook for the GazeWorld VQA model that a later gazecli ships (issue 6): it registers
-# NAMED_MODELS["gazeworld"] = <function returning the folder>. Nothing is registered yet.
-NAMED_MODELS: dict[str, Callable[[], Path]] = {}
-PLANNED_NAMED_MODELS = {"gazeworld": "the GazeWorld VQA model is not shipped with this gazecli version yet"}
+NAMED_MODELS: dict[str, Callable[[], Path]] = {"gazeworld": _gazeworld_vqa_folder}
+PLANNED_NAMED_MODELS: dict[str, str] = {}  # names reserved for models a later gazecli ships: NAME -> why not yet
 
 
 class ModelError(GazeError):

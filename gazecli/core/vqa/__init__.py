@@ -1,0 +1,12 @@
+"""The GazeWorld VQA model (issue 6): a BLIP-architecture `BlipForQuestionAnswering` trained from
+scratch on GazeWorld's question-answer text only, so `gaze gradcam` can run on it.
+
+- `questions`: the question-answer pairs a GazeWorld image gives (text only), and their sidecar.
+- `model`: the tokenizer built from GazeWorld's vocabulary, the BLIP configuration, teacher-forced
+  answer scoring, greedy answers, export as a `from_pretrained` folder.
+- `data`: prompted images (the person's green box drawn as `gaze gradcam` draws it) with question
+  slots drawn per epoch by the curriculum.
+- `stages/train_vqa.py` trains it on the shared engine (`gaze data train-vqa`).
+
+transformers is imported inside functions only.
+"""
