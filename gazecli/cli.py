@@ -19,10 +19,11 @@ except ImportError:  # pragma: no cover
 
 # name -> (module exposing `app`, one-line help shown by `gaze --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("gazecli.commands.demo", "The whole method end to end on GazeWorld in minutes on a CPU: the results table and figure."),
     "data": ("gazecli.commands.data", "Datasets: synthesize GazeWorld, check a dataset, make label splits, baselines."),
     "eval": ("gazecli.commands.eval", "Score predictions or a checkpoint with the published GazeFollow / VideoAttentionTarget protocols."),
     "predict": ("gazecli.commands.predict", "Predict where people look in your images, folders or videos (overlays + JSON lines)."),
-    "train-student": ("gazecli.commands.train_student", "Train the VAT student (supervised; semi-supervised teachers later)."),
+    "train-student": ("gazecli.commands.train_student", "Train the VAT student: supervised, or semi-supervised with Grad-CAM / diffusion pseudo-labels."),
     "gradcam": ("gazecli.commands.gradcam", "VQA Grad-CAM pseudo-annotations: batched, resumable, sharded store."),
     "train-diffusion": ("gazecli.commands.train_diffusion", "Train the diffusion annotation prior (conditional heatmap DDPM) on the labelled split."),
     "mean-teacher": ("gazecli.commands.mean_teacher", "Train the diffusion prior with Mean Teacher on labelled and unlabelled persons."),

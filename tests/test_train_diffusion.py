@@ -23,16 +23,6 @@ TINY = ["--input-size", "64", "--face-size", "16", "--heatmap-size", "16", "--si
 MT = ["--ratio", "0.3", "--labeled-batch-size", "2", "--teacher-steps", "2", "--ema-every", "2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one intra-op thread is faster, and far faster on a CPU that other jobs share
-    (two OpenMP threads spin on every small op while one of them waits for a core)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("diffusion") / "gw"

@@ -569,6 +569,9 @@ class DiffusionSettings(TrainSettings):
                                   json_schema_extra=cli(panel="Denoiser"))
     norm_groups: int | None = Field(None, ge=1, description="GroupNorm groups of the UNet (preset; paper 32)",
                                     json_schema_extra=cli(panel="Denoiser"))
+    coords: bool | None = Field(None, description="head-relative coordinate channels on the encoder's scene input "
+                                "(CoordConv; preset: on for GazeWorld, off for the paper's model)",
+                                json_schema_extra=cli(panel="Denoiser"))
     gradient_checkpointing: bool = Field(False, description="recompute attention in the backward pass (saves memory; "
                                                             "the official code always does)",
                                          json_schema_extra=cli(panel="Denoiser"))
@@ -594,10 +597,10 @@ class DiffusionSettings(TrainSettings):
         values = super().preset_values(preset)
         if preset == "gazeworld":  # a 0.28 M-parameter UNet at 32x32 that trains on a CPU in minutes
             values.update(model_channels=16, channel_mult=[1, 2, 2], num_res_blocks=1, attention_resolutions=[8],
-                          num_heads=4, norm_groups=8)
+                          num_heads=4, norm_groups=8, coords=True)
         else:  # the paper's denoiser (spec §3.1)
             values.update(model_channels=64, channel_mult=[1, 2, 3, 4], num_res_blocks=2,
-                          attention_resolutions=[16, 8], num_heads=4, norm_groups=32)
+                          attention_resolutions=[16, 8], num_heads=4, norm_groups=32, coords=False)
         return values
 
     @classmethod
@@ -692,7 +695,8 @@ class MeanTeacherSettings(DiffusionSettings):
 # --------------------------------------------------------------------------------------------
 # gaze data train-vqa: the GazeWorld VQA model (issue 6)
 
-VQA_QUESTION_TYPES = ("colour", "count", "region", "where", "where-person", "next-to", "relation", "gaze", "direction")
+VQA_QUESTION_TYPES = ("colour", "count", "region", "where", "where-person", "next-to", "relation", "gaze", "direction",
+                      "cell")
 
 
 def _str_list(value: Any) -> Any:
@@ -721,29 +725,33 @@ class TrainVQASettings(GazeSettings):
     text_layers: int = Field(2, ge=1, description="layers of the question encoder and of the answer decoder",
                              json_schema_extra=cli(panel="Model"))
     heads: int = Field(4, ge=1, description="attention heads", json_schema_extra=cli(panel="Model"))
-    cross_attention_init: float = Field(5.0, gt=0, description="factor on BLIP's initial cross-attention weights of "
+    cross_attention_init: float = Field(2.0, gt=0, description="factor on BLIP's initial cross-attention weights of "
                                         "the question encoder (1: BLIP's; larger: image-dependent attention from "
                                         "the start)", json_schema_extra=cli(panel="Model"))
     questions: QuestionTypes = Field(
-        ["colour", "count", "region", "where", "where-person", "next-to", "relation", "gaze", "direction"],
+        ["colour", "count", "region", "where", "where-person", "next-to", "relation", "gaze", "direction", "cell"],
         description="question types to train on, comma-separated (" + ", ".join(VQA_QUESTION_TYPES) + ")",
         json_schema_extra=cli(panel="Curriculum"))
-    questions_per_view: int = Field(3, ge=1, le=32, description="question slots per prompted image and step",
+    questions_per_view: int = Field(6, ge=1, le=32, description="question slots per prompted image and step",
                                     json_schema_extra=cli(panel="Curriculum"))
     warmup_scenes: int = Field(4000, ge=0, description="large-object GazeWorld scenes (rendered in memory) that the "
                                "first --warmup-epochs train on; 0: none", json_schema_extra=cli(panel="Curriculum"))
     warmup_epochs: int = Field(3, ge=0, description="epochs on the large-object scenes before the --data world",
                                json_schema_extra=cli(panel="Curriculum"))
-    grounding_epochs: int = Field(1, ge=0, description="first epochs (warm-up included) without the gaze question "
+    warmup_questions: QuestionTypes = Field(
+        ["colour", "count", "cell", "region", "where"],
+        description="question types asked of the large-object scenes (those also in --questions)",
+        json_schema_extra=cli(panel="Curriculum"))
+    grounding_epochs: int = Field(3, ge=0, description="first epochs (warm-up included) without the gaze question "
                                                        "(grounding questions only)",
                                   json_schema_extra=cli(panel="Curriculum"))
     gaze_fraction: float = Field(0.5, ge=0.0, le=1.0, description="afterwards: chance that a view's first slot is its "
                                  "gaze question", json_schema_extra=cli(panel="Curriculum"))
     max_images: int | None = Field(None, ge=2, description="use only the first N training images")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="training images held out to select the best epoch")
-    epochs: int = Field(8, ge=1, description="passes over the prompted images of the --data world (after the warm-up)")
+    epochs: int = Field(9, ge=1, description="passes over the prompted images of the --data world (after the warm-up)")
     batch_size: int = Field(32, ge=1, description="prompted images per step (each with --questions-per-view questions)")
-    lr: float = Field(2e-3, gt=0, description="AdamW peak learning rate (linear warm-up, cosine decay per step)")
+    lr: float = Field(1e-3, gt=0, description="AdamW peak learning rate (linear warm-up, cosine decay per step)")
     weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay (matrices only)")
     warmup_steps: int = Field(150, ge=0, description="steps of linear learning-rate warm-up")
     grad_clip: float = Field(1.0, ge=0, description="clip the gradient norm to this (0: off)")
@@ -771,3 +779,39 @@ class TrainVQASettings(GazeSettings):
             raise ValueError("--questions: give at least one question type")
         self.questions = [t for t in VQA_QUESTION_TYPES if t in self.questions]  # canonical order, no repeats
         return self
+
+
+# --------------------------------------------------------------------------------------------
+# gaze demo (issue 8)
+
+
+class DemoSettings(GazeSettings):
+    """gaze demo"""
+
+    out: Path = Field(Path("gaze-demo"), description="folder for the world, the runs and the results (a rerun "
+                                                     "resumes it)", json_schema_extra=cli(short="-o"))
+    ratio: float = Field(0.1, gt=0.0, lt=1.0, description="fraction of training persons with labels")
+    seed: int = Field(0, ge=0, description="seed of the world, the split and every training run")
+    device: Device = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    full: bool = Field(False, description="a larger world and longer training (for a GPU) instead of the "
+                                          "10-minute CPU configuration")
+    vqa_model: str = Field("gazeworld", description="VQA model of the Grad-CAM stage (gazeworld: the shipped one)")
+    train_vqa: bool = Field(False, description="retrain the GazeWorld VQA on this world's question-answer pairs first")
+    ablations: bool = Field(False, description="also train the student with the noise teacher (the prior sampled "
+                                               "from pure noise, no Grad-CAM: the paper's ablation)")
+    jobs: int = Field(0, ge=0, description="stages run side by side in worker processes (0: min(2, CPU cores))")
+    force: bool = Field(False, description="delete --out and start over instead of resuming")
+    train_images: int | None = Field(None, ge=20, description="training images (default: 1000; --full 8000)",
+                                     json_schema_extra=cli(panel="Budget"))
+    test_images: int | None = Field(None, ge=10, description="test images (default: 300; --full 1000)",
+                                    json_schema_extra=cli(panel="Budget"))
+    student_steps: int | None = Field(None, ge=1, description="optimiser steps of every student (default: 200; "
+                                                              "--full 3000)", json_schema_extra=cli(panel="Budget"))
+    diffusion_epochs: int | None = Field(None, ge=1, description="epochs of the diffusion prior (default: 50; "
+                                                                 "--full 150)", json_schema_extra=cli(panel="Budget"))
+    input_size: int | None = Field(None, ge=32, description="scene side of the students and the prior (default: 96; "
+                                                         "--full 128)", json_schema_extra=cli(panel="Budget"))
+    figure_persons: int | None = Field(None, ge=1, le=16, description="test persons in results.png",
+                                       json_schema_extra=cli(panel="Budget"))
+    cache_samples: int | None = Field(None, ge=1, description="refined pseudo-labels cached per unlabelled person",
+                                      json_schema_extra=cli(panel="Budget"))

@@ -46,6 +46,9 @@ class Reporter(Protocol):
     def message(self, text: str) -> None: ...
 
 
+CURVES_EVERY_S = 60.0  # curves.png is redrawn at most this often, and after the last epoch
+
+
 class SilentReporter:
     def run_started(self, run_dir, epochs, start_epoch): pass
     def epoch_started(self, epoch, epochs, n_steps, done): pass
@@ -189,6 +192,7 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
                                                               metrics, precision), state)
 
     reporter.run_started(run.path, spec.epochs, start_epoch)
+    last_plot = time.perf_counter()
     seen: dict[int, list[int]] = {}  # dataset indices this rank trained on, per epoch
     try:
         for epoch in range(start_epoch, spec.epochs):
@@ -263,7 +267,9 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
             run.append_steps(step_rows)
             checkpoint(epoch + 1, 0, metrics)
             run.append_epoch(row)
-            run.plot_curves()
+            if epoch + 1 == spec.epochs or time.perf_counter() - last_plot >= CURVES_EVERY_S:
+                run.plot_curves()  # seconds of matplotlib: throttled, or short epochs would wait on it
+                last_plot = time.perf_counter()
             reporter.epoch_finished(epoch, row)
     finally:
         if info.enabled:

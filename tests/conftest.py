@@ -1,0 +1,17 @@
+"""Shared test setup."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Every model in the tests is tiny: one intra-op thread is faster, and far faster on a CPU that
+    other jobs share (OpenMP threads spin on every small op while one of them waits for a core)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

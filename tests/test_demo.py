@@ -1,0 +1,140 @@
+"""gaze demo: the job graph, budgets, resume, the results table; the whole demo end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gazecli.core.settings import DemoSettings
+from gazecli.core.stages import demo as D
+
+
+def settings(tmp_path, **kw) -> DemoSettings:
+    return DemoSettings.model_validate({"out": str(tmp_path / "demo"), **kw})
+
+
+def test_jobs_give_every_student_the_same_budget_and_the_right_inputs(tmp_path):
+    s = settings(tmp_path, ratio=0.1, seed=3)
+    plan = D.resolve_plan(s)
+    counts = {0.1: (140, 1260), 0.2: (280, 1120), 1.0: (1400, 0)}
+    graph = D.build_jobs(s, plan, tmp_path / "world", lambda r: counts[round(r, 6)])
+    by = {j.name: j for j in graph}
+    students = [j for j in graph if j.kind == "student"]
+    assert [j.extra["row"] for j in students] == ["none", "gradcam", "diffusion", "none-2x", "none-10x"]
+    assert [j.extra["ratio"] for j in students] == [0.1, 0.1, 0.1, 0.2, 1.0]
+    for j in students:  # same optimiser steps (up to one epoch's rounding), same seed and batch
+        assert plan["student_steps"] <= j.extra["steps"] < plan["student_steps"] + 60, j.extra
+        assert j.values["input_size"] == 96
+        assert j.values["seed"] == 3 and j.values["split_seed"] == 3 and j.values["batch_size"] == 32
+    # none at 0.1: 140 // 32 = 4 steps an epoch; two-stream: 1260 // 24 = 52 steps an epoch
+    assert by["student-none"].values["epochs"] == 50 and by["student-diffusion"].values["epochs"] == 4
+    assert by["student-diffusion"].needs == ("gradcam", "diffusion")
+    assert by["student-diffusion"].values["teacher_checkpoint"].endswith("train-diffusion/diffusion")
+    assert by["student-gradcam"].needs == ("gradcam",) and by["student-none"].needs == ()
+    assert by["diffusion"].needs == ("student-none",) and graph[0].name == "student-none"
+    assert by["diffusion"].values["init"].endswith("student-none/weights/best.safetensors")
+    assert by["student-gradcam"].values["labeled_batch_size"] == 8
+    assert by["pseudo-report"].needs == ("gradcam", "diffusion") and by["pseudo-report"].values["pseudo_report"]
+    # every job's values are valid settings of the command it runs
+    from gazecli.core.settings import GradcamSettings, TrainDiffusionSettings, TrainStudentSettings
+
+    (tmp_path / "world").mkdir()
+    (tmp_path / "world" / "gazeworld.json").write_text("{}")
+    kinds = {"gradcam": GradcamSettings, "diffusion": TrainDiffusionSettings, "student": TrainStudentSettings,
+             "report": TrainStudentSettings}
+    for job in graph:
+        parsed = kinds[job.kind].model_validate(job.values)
+        if job.kind == "student":
+            assert parsed.preset == "gazeworld" and parsed.teacher == job.extra["teacher"]
+
+
+def test_ratio_multiples_are_capped_at_all_labels():
+    rows = D.student_ratios(0.3)
+    assert [(r[0], r[2]) for r in rows][-2:] == [("none-2x", 0.6), ("none-10x", 1.0)]
+
+
+def test_runner_reuses_finished_jobs_and_reruns_changed_ones(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(kind, values, progress_path, log_path, threads):
+        calls.append((kind, values["x"]))
+        Path(progress_path).write_text(json.dumps({"done": 1, "total": 1}))
+        return {"x2": values["x"] * 2, "seconds": 0.01}
+
+    monkeypatch.setattr(D, "run_job", fake)
+    graph = lambda x: [D.Job("a", "k", {"x": 1}), D.Job("b", "k", {"x": x}, needs=("a",))]  # noqa: E731
+    done = D.JobRunner(tmp_path / "jobs", 1, 1).run(graph(5))
+    assert calls == [("k", 1), ("k", 5)] and done["b"].result["x2"] == 10
+    calls.clear()
+    done = D.JobRunner(tmp_path / "jobs", 1, 1).run(graph(5))
+    assert calls == [] and done["b"].state.startswith("done") and done["b"].result["x2"] == 10
+    done = D.JobRunner(tmp_path / "jobs", 1, 1).run(graph(6))  # b's settings changed: b runs again, a does not
+    assert calls == [("k", 6)] and done["b"].result["x2"] == 12
+
+
+def test_verdict_and_table_say_what_the_numbers_say():
+    rows = [{"student": "none", "teacher": "none", "ratio": 0.1, "steps": 10, "auc": 0.90, "avg_l2": 0.20, "min_l2": 0.1},
+            {"student": "gradcam", "teacher": "gradcam", "ratio": 0.1, "steps": 10, "auc": 0.85, "avg_l2": 0.25,
+             "min_l2": 0.2},
+            {"student": "diffusion", "teacher": "diffusion", "ratio": 0.1, "steps": 10, "auc": 0.92, "avg_l2": 0.21,
+             "min_l2": 0.1},
+            {"student": "none-2x", "teacher": "none", "ratio": 0.2, "steps": 10, "auc": 0.95, "avg_l2": 0.15,
+             "min_l2": 0.1}]
+    pseudo = [{"name": "Grad-CAM (raw)", "auc": 0.6, "avg_l2": 0.4, "min_l2": 0.4, "n": 5, "usable": 1.0},
+              {"name": "diffusion teacher", "auc": 0.7, "avg_l2": 0.3, "min_l2": 0.3, "n": 5, "usable": 1.0}]
+    v = D.verdict(rows, pseudo)
+    assert v == {"refined pseudo-labels beat raw Grad-CAM (AUC and Avg L2)": True,
+                 "diffusion student beats the none student (AUC and Avg L2)": False,  # better AUC, worse L2
+                 "diffusion student beats the gradcam student (AUC and Avg L2)": True,
+                 "diffusion student reaches the none student at 2x labels (Avg L2)": False}
+    md = D.results_markdown({"world": {"train_images": 9, "train_persons": 12, "test_images": 3}, "ratio": 0.1,
+                             "seed": 0, "vqa_model": "gazeworld", "students": rows, "pseudo_labels": pseudo,
+                             "denoise_steps": 250, "ddim_steps": 2, "verdict": v})
+    assert "| diffusion | 0.1 | diffusion | 10 | 0.920 | 0.210 | 0.100 |" in md
+    assert "| diffusion teacher | 0.700 | 0.300 | 0.300 | 1.00 |" in md
+    assert "- no: diffusion student beats the none student (AUC and Avg L2)" in md
+
+
+def test_demo_command_rejects_bad_values_in_one_line(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "gazecli", "demo", "--ratio", "1.5", "--out", str(tmp_path / "d")],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "--ratio" in p.stderr and "Traceback" not in p.stderr
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    p = subprocess.run([sys.executable, "-m", "gazecli", "demo", "--force", "--out", str(tmp_path / "mine")],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "refusing" in p.stderr and (tmp_path / "mine" / "thesis.tex").exists()
+
+
+TINY = ["--train-images", "60", "--test-images", "20", "--student-steps", "6", "--diffusion-epochs", "2",
+        "--figure-persons", "2"]
+
+
+@pytest.mark.slow
+def test_reduced_demo_end_to_end_is_deterministic(tmp_path):
+    """Every stage writes its outputs, the table has every row, two runs give the same table."""
+    tables = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        p = subprocess.run([sys.executable, "-m", "gazecli", "demo", "--out", str(out), "--device", "cpu", *TINY],
+                           capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        results = json.loads((out / "results.json").read_text())
+        assert [r["student"] for r in results["students"]] == ["none", "gradcam", "diffusion", "none-2x", "none-10x"]
+        assert all(r["auc"] is not None and r["n"] > 0 for r in results["students"])
+        assert [r["name"] for r in results["pseudo_labels"]] == ["centre prior", "Grad-CAM (raw)", "diffusion teacher"]
+        for f in ("results.md", "results.png", "gradcam/train/index.json", "runs/train-diffusion/diffusion/test_metrics.json",
+                  "runs/train-student/student-diffusion/test_metrics.json", "jobs/pseudo-report.json"):
+            assert (out / f).is_file(), f
+        assert "| none-10x | 1 | none |" in (out / "results.md").read_text()
+        tables.append((results["students"], results["pseudo_labels"]))
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "run_dir")} for r in rows]  # noqa: E731
+    assert strip(tables[0][0]) == strip(tables[1][0]) and tables[0][1] == tables[1][1]
+    # a rerun in the same folder reuses every stage
+    p = subprocess.run([sys.executable, "-m", "gazecli", "demo", "--out", str(tmp_path / "a"), "--device", "cpu", *TINY],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and json.loads((tmp_path / "a" / "results.json").read_text())["students"] == tables[0][0]
