@@ -36,7 +36,7 @@ def test_jobs_give_every_student_the_same_budget_and_the_right_inputs(tmp_path):
     assert by["student-diffusion"].values["teacher_checkpoint"].endswith("train-diffusion/diffusion")
     assert by["student-gradcam"].needs == ("gradcam",) and by["student-none"].needs == ()
     assert by["diffusion"].needs == ("student-none",) and graph[0].name == "student-none"
-    assert by["diffusion"].values["init"].endswith("student-none/weights/best.safetensors")
+    assert by["diffusion"].values["init"].endswith("train-student/student-none")
     assert by["student-gradcam"].values["labeled_batch_size"] == 8
     assert by["pseudo-report"].needs == ("gradcam", "diffusion") and by["pseudo-report"].values["pseudo_report"]
     # every job's values are valid settings of the command it runs

@@ -103,12 +103,12 @@ def build_jobs(settings, plan: dict, root: Path, split_counts: Callable[[float],
     # GazeWorld has no pretrained weights (the paper starts the prior's encoder from Chong et al.'s
     # ImageNet / gaze initialisation): the prior's encoder starts from the supervised student trained on
     # the same labels, which the demo trains anyway (no extra data, no unlabelled person's label).
-    none_weights = runs / "train-student" / "student-none" / "weights" / "best.safetensors"
+    none_run = runs / "train-student" / "student-none"  # its best weights (last, without a validation split)
     jobs = [Job("gradcam", "gradcam", {**gradcam_values(settings), "split": "train", "out": str(out / "gradcam"),
                                        "data": str(root)},
                 title="Grad-CAM of the training persons (VQA: " + str(settings.vqa_model) + ")"),
             Job("diffusion", "diffusion", {**common, "ratio": settings.ratio, "name": "diffusion",
-                                           "epochs": plan["diffusion_epochs"], "init": str(none_weights),
+                                           "epochs": plan["diffusion_epochs"], "init": str(none_run),
                                            "eval_every": max(1, plan["diffusion_epochs"] // 5)},
                 needs=("student-none",), title=f"diffusion prior on {settings.ratio:g} of the labels",
                 extra={"run_folder": runs / "train-diffusion" / "diffusion"})]
@@ -204,9 +204,12 @@ def run_job(kind: str, values: dict, progress_path: str, log_path: str, threads:
         out = {k: result[k] for k in ("persons", "computed", "grid", "layers", "model") if k in result}
         out["key_noun"] = str(result.get("key_noun", ""))
     elif kind == "diffusion":
+        from gazecli.core.engine.checkpoint import resolve_checkpoint
         from gazecli.core.settings import TrainDiffusionSettings
         from gazecli.core.stages.train_diffusion import train_diffusion
 
+        if Path(values.get("init", "")).is_dir():  # a run folder: its weights file
+            values = {**values, "init": str(resolve_checkpoint(Path(values["init"])))}
         r = train_diffusion(TrainDiffusionSettings.model_validate(values), reporter)
         out = {"run_dir": str(r.run_dir), "test": r.test_metrics, "epochs": r.epochs_done}
     elif kind == "student":
