@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import os
 from pathlib import Path
@@ -82,3 +83,9 @@ def run_cli(*args: str, env: dict | None = None) -> tuple[int, str, str]:
         os.environ.clear()
         os.environ.update(old)
     return code, out.getvalue(), err.getvalue()
+
+
+def csv_rows(path: Path) -> list[dict]:
+    """The rows of a run folder's metrics.csv / steps.csv as dicts of strings."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

@@ -3,7 +3,6 @@ pseudo-label quality report."""
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
@@ -18,7 +17,7 @@ from gazecli.core.gradcam.store import write_maps
 from gazecli.core.settings import TrainStudentSettings, load_settings
 from gazecli.core.stages.train_student import student_loss
 from gazecli.core.engine.trainer import StepContext
-from tests.helpers import run_cli
+from tests.helpers import csv_rows, run_cli
 
 TINY = ["--input-size", "64", "--face-size", "16", "--heatmap-size", "16", "--sigma", "1.0", "--device", "cpu",
         "--lr", "1e-3"]
@@ -37,10 +36,6 @@ def world(tmp_path_factory):
     return root, base / "cams", base
 
 
-def rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
 
 def test_gradcam_teacher_trains_on_pseudo_labels(world, tmp_path):
     root, cams, _ = world
@@ -48,7 +43,7 @@ def test_gradcam_teacher_trains_on_pseudo_labels(world, tmp_path):
                              "--epochs", "1", "--batch-size", "8", "--labeled-batch-size", "2", *TINY,
                              "--project", tmp_path, "--name", "gc")
     assert code == 0, err
-    steps = rows(tmp_path / "train-student" / "gc" / "steps.csv")
+    steps = csv_rows(tmp_path / "train-student" / "gc" / "steps.csv")
     assert steps and {"pseudo_loss", "pseudo_kept", "sup_loss"} <= set(steps[0])
     assert all(0 < float(r["pseudo_kept"]) <= 1 for r in steps)  # persons without a usable map are dropped
     meta = json.loads((tmp_path / "train-student" / "gc" / "weights" / "last.json").read_text())
@@ -87,7 +82,7 @@ def test_vat_teacher_refuses_a_checkpoint_of_another_kind_and_runs_cached(world,
     n_unlabelled = len(json.loads(next(cache.glob("pseudo-*.json")).read_text())["keys"])
     assert cached.shape == (n_unlabelled, 2, 16, 16) and cached.dtype == np.float16
     assert float(np.abs(cached[:, 0].astype(np.float32) - cached[:, 1].astype(np.float32)).max()) == 0.0  # vat: deterministic
-    steps = rows(tmp_path / "train-student" / "cached" / "steps.csv")
+    steps = csv_rows(tmp_path / "train-student" / "cached" / "steps.csv")
     assert all(float(r["pseudo_kept"]) == 1.0 for r in steps)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -16,7 +15,7 @@ import pytest
 
 from gazecli.core.data.gazeworld import synthesize_gazeworld
 from gazecli.core.engine.checkpoint import load_checkpoint
-from tests.helpers import run_cli
+from tests.helpers import csv_rows, run_cli
 
 TINY = ["--input-size", "64", "--face-size", "16", "--heatmap-size", "16", "--sigma", "1.0", "--batch-size", "8",
         "--lr", "1e-3", "--device", "cpu"]
@@ -29,10 +28,6 @@ def world(tmp_path_factory):
     return root
 
 
-def rows(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
 
 def test_run_folder_checkpoints_and_eval(world, tmp_path):
     code, out, err = run_cli("train-student", "--data", world, "--ratio", "0.5", "--epochs", "2", *TINY,
@@ -42,10 +37,10 @@ def test_run_folder_checkpoints_and_eval(world, tmp_path):
     for f in ("settings.toml", "metrics.csv", "steps.csv", "curves.png", "test_metrics.json",
               "weights/last.safetensors", "weights/last.json", "weights/best.safetensors", "weights/best.json"):
         assert (run / f).is_file(), f
-    epochs = rows(run / "metrics.csv")
+    epochs = csv_rows(run / "metrics.csv")
     assert [r["epoch"] for r in epochs] == ["1", "2"]
     assert {"train_loss", "val_auc", "val_avg_l2", "lr", "images_per_s"} <= set(epochs[0])
-    steps = rows(run / "steps.csv")
+    steps = csv_rows(run / "steps.csv")
     assert int(steps[-1]["step"]) == int(epochs[-1]["step"]) == len(steps)
     state, meta, training = load_checkpoint(run / "weights" / "last.safetensors")
     assert meta["model"]["name"] == "vat" and meta["epoch_next"] == 2 and training["optimizer"]["state"]
@@ -80,8 +75,8 @@ def test_same_seed_same_losses(world, tmp_path):
         code, _, err = run_cli("train-student", "--data", world, "--ratio", "0.5", "--epochs", "1", *TINY,
                                "--project", tmp_path, "--name", name, "--seed", "3")
         assert code == 0, err
-    a = rows(tmp_path / "train-student" / "a" / "steps.csv")
-    b = rows(tmp_path / "train-student" / "b" / "steps.csv")
+    a = csv_rows(tmp_path / "train-student" / "a" / "steps.csv")
+    b = csv_rows(tmp_path / "train-student" / "b" / "steps.csv")
     assert a == b and len(a) > 1
 
 
@@ -117,12 +112,12 @@ def test_kill_and_resume_equals_an_uninterrupted_run(world, tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL  # it was still running: killed mid-epoch
-    assert len(rows(run / "metrics.csv")) < 3
+    assert len(csv_rows(run / "metrics.csv")) < 3
     resumed = subprocess.run([sys.executable, "-m", "gazecli", "train-student", "--resume", str(run)],
                              capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
-    assert rows(run / "steps.csv") == rows(tmp_path / "train-student" / "full" / "steps.csv")
+    assert csv_rows(run / "steps.csv") == csv_rows(tmp_path / "train-student" / "full" / "steps.csv")
     a, _, _ = load_checkpoint(run / "weights" / "last.safetensors")
     b, _, _ = load_checkpoint(tmp_path / "train-student" / "full" / "weights" / "last.safetensors")
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in b)

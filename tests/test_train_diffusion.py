@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -15,7 +14,7 @@ from gazecli.core.data.gazeworld import synthesize_gazeworld
 from gazecli.core.engine.checkpoint import load_checkpoint
 from gazecli.core.engine.trainer import SilentReporter, StepContext
 from gazecli.core.settings import MeanTeacherSettings, TrainDiffusionSettings, load_settings
-from tests.helpers import run_cli
+from tests.helpers import csv_rows, run_cli
 
 TINY = ["--input-size", "64", "--face-size", "16", "--heatmap-size", "16", "--sigma", "1.0", "--batch-size", "8",
         "--model-channels", "16", "--norm-groups", "8", "--channel-mult", "1,2", "--attention-resolutions", "8",
@@ -29,10 +28,6 @@ def world(tmp_path_factory):
     synthesize_gazeworld(root, 40, 8, seed=4, size=64)
     return root
 
-
-def rows(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 # ------------------------------------------------------------------------------------- train-diffusion
@@ -52,7 +47,7 @@ def test_train_diffusion_run_folder_and_eval_checkpoint(world, diffusion_run, tm
     for f in ("settings.toml", "metrics.csv", "steps.csv", "test_metrics.json", "weights/last.safetensors",
               "weights/best.safetensors"):
         assert (run / f).is_file(), f
-    epochs = rows(run / "metrics.csv")
+    epochs = csv_rows(run / "metrics.csv")
     assert [r["epoch"] for r in epochs] == ["1", "2"]
     assert {"train_x0_loss", "val_auc", "val_avg_l2"} <= set(epochs[0])
     _, meta, training = load_checkpoint(run / "weights" / "last.safetensors")
@@ -249,7 +244,7 @@ def test_mean_teacher_saves_both_networks_and_resumes_exactly(world, tmp_path):
     assert code == 0, err
     full = tmp_path / "mean-teacher" / "full"
     assert "teacher (selected)" in out
-    epochs = rows(full / "metrics.csv")
+    epochs = csv_rows(full / "metrics.csv")
     assert {"train_x0_loss", "train_consistency", "val_teacher_auc", "val_student_auc", "val_avg_l2"} <= set(epochs[0])
     assert float(epochs[0]["train_consistency_weight"]) == pytest.approx(26.9518, abs=1e-3)
     best, meta, _ = load_checkpoint(full / "weights" / "best.safetensors")
@@ -269,7 +264,7 @@ def test_mean_teacher_saves_both_networks_and_resumes_exactly(world, tmp_path):
     code, out, err = run_cli("mean-teacher", "--resume", killed)
     assert code == 0, err
     assert "resuming" in out
-    assert rows(killed / "steps.csv") == rows(full / "steps.csv")
+    assert csv_rows(killed / "steps.csv") == csv_rows(full / "steps.csv")
     a, _, _ = load_checkpoint(killed / "weights" / "last.safetensors")
     b, _, _ = load_checkpoint(full / "weights" / "last.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
