@@ -30,7 +30,8 @@ from gazecli.core.data.transforms import SampleConfig
 from gazecli.core.diffusion import refine_with_diffusion
 from gazecli.core.predictions import Predictions
 from gazecli.core.stages.evaluate import score_predictions
-from gazecli.core.stages.train_diffusion import load_diffusion_prior, minmax
+from gazecli.core.stages.teachers import minmax
+from gazecli.core.stages.train_diffusion import load_diffusion_prior
 
 
 def corrupt(gaze_xy_norm: np.ndarray, size: int, sigma: float, shift: float, blur: float, distractors: int,

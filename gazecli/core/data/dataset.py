@@ -89,20 +89,25 @@ class GazeDataset(Dataset):
     def load(self, index: int) -> np.ndarray:
         return read_image_rgb(self.table.root / self.table.path[index])
 
-    def __getitem__(self, index: int) -> dict:
-        rng = self.rng(index)
-        image = self.load(index)
+    def draw(self, index: int, image: np.ndarray, rng: np.random.Generator) -> Augment:
+        """One draw of the augmentations of person `index` on `image` (a two-view dataset draws twice)."""
         height, width = image.shape[:2]
         t = self.table
         labelled = bool(self.labelled[index])
-        reveal = labelled or self.expose
-        inside = bool(t.inout[index] == 1)
         base_head = expand_box(t.head_box_xyxy_px[index], self.config.head_expand)
         gaze_px = None
-        if labelled and inside and t.gaze_xy_norm.shape[1] == 1:
+        if labelled and t.inout[index] == 1 and t.gaze_xy_norm.shape[1] == 1:
             gaze_px = t.gaze_xy_norm[index, 0] * (width, height)
-        aug = draw_augment(rng, self.config, width, height, base_head, gaze_px, labelled)
-        return self.render(index, image, aug, reveal)
+        return draw_augment(rng, self.config, width, height, base_head, gaze_px, labelled)
+
+    def reveal(self, index: int) -> bool:
+        """Whether the sample carries the person's labels."""
+        return bool(self.labelled[index]) or self.expose
+
+    def __getitem__(self, index: int) -> dict:
+        rng = self.rng(index)
+        image = self.load(index)
+        return self.render(index, image, self.draw(index, image, rng), self.reveal(index))
 
     def render(self, index: int, image: np.ndarray, aug: Augment, reveal: bool) -> dict:
         """Build the sample for drawn augmentations (a two-view dataset calls this twice)."""

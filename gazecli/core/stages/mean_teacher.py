@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from gazecli.core.data.dataset import GazeDataset
-from gazecli.core.data.transforms import Augment, draw_augment, expand_box
+from gazecli.core.data.transforms import Augment
 from gazecli.core.diffusion import HeatmapScheduler
 from gazecli.core.engine.device import resolve_device
 from gazecli.core.engine.precision import resolve_precision
@@ -71,19 +71,11 @@ class TwoViewDataset(GazeDataset):
     def __getitem__(self, index: int) -> dict:
         rng = self.rng(index)
         image = self.load(index)
-        height, width = image.shape[:2]
-        t = self.table
-        labelled = bool(self.labelled[index])
-        base_head = expand_box(t.head_box_xyxy_px[index], self.config.head_expand)
-        gaze_px = None
-        if labelled and t.inout[index] == 1 and t.gaze_xy_norm.shape[1] == 1:
-            gaze_px = t.gaze_xy_norm[index, 0] * (width, height)
-        first = draw_augment(rng, self.config, width, height, base_head, gaze_px, labelled)
-        other = draw_augment(rng, self.config, width, height, base_head, gaze_px, labelled)  # jitter, colour
+        first = self.draw(index, image, rng)
+        other = self.draw(index, image, rng)  # its jitter and colour
         second = Augment(jitter=other.jitter, crop=first.crop, flip=first.flip, colour=other.colour)
-        reveal = labelled or self.expose
-        sample = self.render(index, image, first, reveal)
-        view = self.render(index, image, second, reveal)
+        sample = self.render(index, image, first, self.reveal(index))
+        view = self.render(index, image, second, self.reveal(index))
         sample.update({f"{k}_2": view[k] for k in VIEW_2})
         return sample
 

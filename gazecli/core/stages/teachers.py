@@ -27,9 +27,10 @@ MINMAX_EPS = 1e-11  # the official code's epsilon
 
 
 def minmax(maps: torch.Tensor, eps: float = MINMAX_EPS) -> torch.Tensor:
-    """Per-map min-max normalisation of (B, 1, h, w) to [0, 1]."""
+    """Per-sample min-max normalisation of (B, ...) maps to [0, 1], as the official code does."""
     flat = maps.flatten(1)
-    lo, hi = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
+    shape = (-1,) + (1,) * (maps.dim() - 1)
+    lo, hi = flat.min(1).values.view(shape), flat.max(1).values.view(shape)
     return (maps - lo) / (hi - lo + eps)
 
 

@@ -35,9 +35,9 @@ from gazecli.core.engine.sampling import EpochBatches
 from gazecli.core.engine.trainer import Reporter, StepContext, TrainResult, TrainSpec, train
 from gazecli.core.errors import DataError, SettingsError
 from gazecli.core.settings import DiffusionSettings, TrainDiffusionSettings, to_toml
+from gazecli.core.stages.teachers import minmax
 from gazecli.core.stages.train_student import evaluator, heatmap_mse, sample_config
 
-MINMAX_EPS = 1e-11  # the official per-sample min-max normalisation of sampled heatmaps
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -96,14 +96,6 @@ def sample_from_noise(denoise_fn, scheduler: HeatmapScheduler, noise: Callable[[
         x0_hat = denoise_fn(x_in, t_in).to(x.dtype)
         x, pred_x0 = scheduler.step(x0_hat, t, t_prev, x, eta=eta, noise=noise() if eta > 0 else None)
     return pred_x0
-
-
-def minmax(heatmaps: torch.Tensor, eps: float = MINMAX_EPS) -> torch.Tensor:
-    """Per-sample min-max normalisation to [0,1] of (B, ...) maps."""
-    flat = heatmaps.flatten(1)
-    lo, hi = flat.min(1).values, flat.max(1).values
-    shape = (-1,) + (1,) * (heatmaps.dim() - 1)
-    return (heatmaps - lo.view(shape)) / (hi - lo + eps).view(shape)
 
 
 @torch.no_grad()
