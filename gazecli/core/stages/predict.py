@@ -8,12 +8,10 @@ the same person.
 
 from __future__ import annotations
 
-import csv
-import json
-import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -21,18 +19,18 @@ from gazecli.core.data.images import read_image_rgb
 from gazecli.core.data.table import PersonTable
 from gazecli.core.errors import DataError, SettingsError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
-
 
 @dataclass
 class PersonPrediction:
+    """One person's prediction; every number is a plain Python float."""
+
     head_box_xyxy_px: list[float]
     head_source: str  # "given" or "detected"
     heatmap: np.ndarray = field(repr=False)  # (h, w) float32 in [0, 1]
     point_xy_norm: list[float]
     point_xy_px: list[float]
     inout: float | None  # probability that the target is in frame (models with an in/out head)
+    eye_xy_norm: list[float] = field(default_factory=list)  # the eye the model was given (head-box centre by default)
 
     def to_json(self) -> dict:
         return {"head_box_xyxy_px": [round(v, 2) for v in self.head_box_xyxy_px], "head_source": self.head_source,
@@ -41,69 +39,33 @@ class PersonPrediction:
                 "inout": None if self.inout is None else round(self.inout, 5)}
 
 
-def parse_head(text: str, width: int, height: int) -> list[float]:
-    """'x,y,w,h' in pixels -> xyxy, checked against the image."""
-    try:
-        x, y, w, h = (float(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        raise SettingsError(f"--head {text!r}: expected x,y,w,h in pixels") from None
-    if w <= 0 or h <= 0:
-        raise SettingsError(f"--head {text!r}: width and height must be positive")
-    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise SettingsError(f"--head {text!r}: the box lies outside the {width}x{height} image")
-    return [max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)]
-
-
-def detect_heads(image_rgb: np.ndarray, min_size: int = 24) -> list[list[float]]:
-    """Head boxes (xyxy px) from OpenCV's bundled Haar cascades (frontal and profile faces, both
-    directions), merged; a face box is grown to a head box (+25 % each side, +40 % upwards)."""
-    import cv2
-
-    gray = cv2.equalizeHist(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY))
-    width = gray.shape[1]
-    boxes: list[list[float]] = []
-    for name in ("haarcascade_frontalface_default.xml", "haarcascade_profileface.xml"):
-        cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, name))
-        if cascade.empty():
-            continue
-        for flipped in (False, True) if "profile" in name else (False,):
-            img = gray[:, ::-1] if flipped else gray
-            for (x, y, w, h) in cascade.detectMultiScale(np.ascontiguousarray(img), 1.1, 5, minSize=(min_size, min_size)):
-                if flipped:
-                    x = width - x - w
-                boxes.append([x - 0.25 * w, y - 0.4 * h, x + 1.25 * w, y + 1.1 * h])
-    kept: list[list[float]] = []
-    for b in sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1])):
-        if all(_iou(b, k) < 0.3 for k in kept):
-            kept.append(b)
-    h_img, w_img = gray.shape
-    return [[max(0.0, b[0]), max(0.0, b[1]), min(float(w_img), b[2]), min(float(h_img), b[3])] for b in kept]
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 class Predictor:
-    """Load a trained student once, predict many times.
+    """Load a trained student once, predict many times (docs/predict.md).
 
     >>> from gazecli import Predictor
-    >>> p = Predictor("runs/train-student/run")
-    >>> people = p.predict("photo.jpg", heads=["120,40,60,70"])   # or heads=None: detected
+    >>> p = Predictor.from_run("runs/train-student/run")
+    >>> people = p.predict("photo.jpg", heads=["120,40,60,70"])          # x,y,w,h strings
+    >>> people = p.predict(rgb, heads_xywh_px=[(120, 40, 60, 70)])        # or numbers, x,y,w,h
+    >>> people = p.predict(bgr, heads_xyxy_px=[(120, 40, 180, 110)], color="bgr")  # or corners
+    >>> people = p.predict("photo.jpg")                                  # heads detected
     >>> people[0].point_xy_px, people[0].heatmap.shape
+
+    Images: a file path, or an array by the rule of core/predict/images.py (uint8 as is, float
+    only in [0, 1], grayscale / RGB / RGBA, `color="rgb"` or `"bgr"`).
     """
 
-    def __init__(self, checkpoint, device: str = "auto", precision: str = "auto", batch_size: int = 32):
+    def __init__(self, checkpoint, device: str = "auto", precision: str = "auto", batch_size: int = 32,
+                 detector: str = "auto"):
         from gazecli.core.data.transforms import SampleConfig
         from gazecli.core.engine.device import resolve_device
         from gazecli.core.engine.precision import resolve_precision
         from gazecli.core.models import STUDENT_MODELS
+        from gazecli.core.predict.domain import trained_on
+        from gazecli.core.predict.heads import DETECTORS
         from gazecli.core.stages.evaluate import load_trained_model
 
+        if detector not in DETECTORS:
+            raise SettingsError(f"detector: one of {', '.join(DETECTORS)} (got {detector!r})")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model, self.meta = load_trained_model(checkpoint, self.device)
@@ -115,29 +77,100 @@ class Predictor:
             raise DataError(f"{self.meta['path']}: VAT-GC needs a Grad-CAM map per person; predict with a VAT student")
         self.sample_config = SampleConfig(**{**self.meta.get("sample", {}), "augment": False})
         self.batch_size = batch_size
+        self.trained_on = trained_on(self.meta)
+        self.detector_name = detector
+        self._detector = None
+        self.warning: str | None = None  # the first domain warning (given once per Predictor)
+        self.on_warning = lambda text: warnings.warn(text, UserWarning, stacklevel=3)
 
-    def predict(self, image, heads: Iterable | None = None, name: str = "image") -> list[PersonPrediction]:
-        """One image (a path or an RGB uint8 array); heads as 'x,y,w,h' strings or xyxy boxes in
-        pixels; None: detect them. Returns one prediction per head (empty when none is found)."""
-        rgb = read_image_rgb(Path(image)) if not isinstance(image, np.ndarray) else image
+    @classmethod
+    def from_run(cls, run_dir, weights: str = "best", **kwargs) -> "Predictor":
+        """A `gaze train-student` run folder: its weights/best (weights="best") or weights/last."""
+        from gazecli.core.engine.checkpoint import resolve_checkpoint
+
+        run_dir = Path(run_dir)
+        if weights not in ("best", "last"):
+            raise SettingsError(f"weights: 'best' or 'last' (got {weights!r})")
+        if not run_dir.is_dir():
+            raise DataError(f"{run_dir}: not a run folder")
+        return cls(resolve_checkpoint(run_dir, prefer=weights), **kwargs)
+
+    def __repr__(self) -> str:
+        model = self.meta.get("model") or {}
+        config = model.get("config") or {}
+        kind = self.trained_on.get("kind", "unknown")
+        return (f"Predictor(model={model.get('name')!r}, backbone={config.get('backbone')!r}, "
+                f"input={self.sample_config.input_size}px, heatmap={self.sample_config.heatmap_size}px, "
+                f"trained_on={kind!r}, device='{self.device}', checkpoint='{self.meta['path']}')")
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from gazecli.core.predict.heads import HeadDetector
+
+            self._detector = HeadDetector(self.detector_name)
+        return self._detector
+
+    def detect_heads(self, image, color: str = "rgb") -> list[list[float]]:
+        """Head boxes (xyxy px, plain floats) found in an image, left to right."""
+        return self.detector(self._rgb(image, color)[0])
+
+    def predict(self, image, heads: Iterable[str] | None = None, *, heads_xywh_px: Iterable | None = None,
+                heads_xyxy_px: Iterable | None = None, color: str = "rgb", name: str | None = None,
+                ) -> list[PersonPrediction]:
+        """One image (a path or an array); head boxes in exactly one named convention, or none
+        (then detected). Returns one prediction per head (empty when none is found)."""
+        from gazecli.core.predict.boxes import head_boxes_xyxy_px
+
+        rgb, label = self._rgb(image, color)
+        name = name or label
         height, width = rgb.shape[:2]
-        if heads is None:
-            boxes, source = detect_heads(rgb), "detected"
+        boxes = head_boxes_xyxy_px(width, height, heads, heads_xywh_px, heads_xyxy_px)
+        if boxes is None:
+            boxes, source = self.detector(rgb), "detected"
         else:
-            boxes = [parse_head(h, width, height) if isinstance(h, str) else [float(v) for v in h] for h in heads]
             source = "given"
+        return self.predict_boxes(rgb, boxes, source, name)
+
+    def _rgb(self, image, color: str) -> tuple[np.ndarray, str]:
+        from gazecli.core.predict.images import as_rgb_uint8
+
+        if isinstance(image, (str, Path)):
+            return read_image_rgb(Path(image)), Path(image).name
+        return as_rgb_uint8(image, color), "image"
+
+    def check_domain(self, rgb: np.ndarray, name: str) -> None:
+        """Warn (once per Predictor) when a GazeWorld model meets an image that is not GazeWorld."""
+        from gazecli.core.predict.domain import domain_warning
+
+        if self.warning is None:
+            text = domain_warning(self.trained_on, rgb, name)
+            if text is not None:
+                self.warning = text
+                self.on_warning(text)
+
+    def predict_boxes(self, rgb: np.ndarray, boxes: list[list[float]], source: str, name: str,
+                      eyes_xy_norm: list | None = None) -> list[PersonPrediction]:
+        """The model on validated boxes (xyxy px) of an (H, W, 3) uint8 RGB image."""
+        self.check_domain(rgb, name)
         if not boxes:
             return []
-        return self._run(rgb, boxes, source, name)
+        results: list[PersonPrediction] = []
+        for start in range(0, len(boxes), self.batch_size):
+            part = boxes[start:start + self.batch_size]
+            eyes = None if eyes_xy_norm is None else eyes_xy_norm[start:start + self.batch_size]
+            results += self._run(rgb, part, source, name, eyes)
+        return results
 
-    def _run(self, rgb: np.ndarray, boxes: list[list[float]], source: str, name: str) -> list[PersonPrediction]:
+    def _run(self, rgb: np.ndarray, boxes: list[list[float]], source: str, name: str,
+             eyes: list | None) -> list[PersonPrediction]:
         import torch
 
         from gazecli.core.engine.precision import autocast
         from gazecli.core.stages.train_student import student_forward
 
         height, width = rgb.shape[:2]
-        dataset = _SingleImageDataset(rgb, boxes, self.sample_config, name)
+        dataset = _SingleImageDataset(rgb, boxes, self.sample_config, name, eyes)
         batch = torch.utils.data.default_collate([dataset[i] for i in range(len(boxes))])
         batch = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
         with torch.no_grad(), autocast(self.device, self.precision):
@@ -150,22 +183,27 @@ class Predictor:
             lo, hi = float(hm.min()), float(hm.max())
             hm = (hm - lo) / (hi - lo) if hi > lo else np.zeros_like(hm)
             r, c = np.unravel_index(int(np.argmax(hm)), hm.shape)
-            point = [c / hm.shape[1], r / hm.shape[0]]  # the metrics' decoding: no half-pixel offset
-            results.append(PersonPrediction(head_box_xyxy_px=list(box), head_source=source, heatmap=hm.astype(np.float32),
-                                            point_xy_norm=point, point_xy_px=[point[0] * width, point[1] * height],
-                                            inout=None if inout is None else float(inout[i])))
+            point = [float(c) / hm.shape[1], float(r) / hm.shape[0]]  # the metrics' decoding: no half-pixel offset
+            results.append(PersonPrediction(
+                head_box_xyxy_px=[float(v) for v in box], head_source=source, heatmap=hm.astype(np.float32),
+                point_xy_norm=point, point_xy_px=[point[0] * width, point[1] * height],
+                inout=None if inout is None else float(inout[i]),
+                eye_xy_norm=[float(v) for v in dataset.eyes[i]]))
         return results
 
 
 class _SingleImageDataset:
     """The training preprocessing applied to one in-memory image and a list of head boxes."""
 
-    def __init__(self, rgb: np.ndarray, boxes: list[list[float]], config, name: str):
+    def __init__(self, rgb: np.ndarray, boxes: list[list[float]], config, name: str, eyes: list | None = None):
         from gazecli.core.data.dataset import GazeDataset
 
         n = len(boxes)
         height, width = rgb.shape[:2]
         centres = np.array([[(b[0] + b[2]) / 2 / width, (b[1] + b[3]) / 2 / height] for b in boxes])
+        if eyes is not None:  # given eyes (normalised) win over the head-box centre
+            centres = np.array([c if e is None else e for c, e in zip(centres, eyes)], dtype=np.float64)
+        self.eyes = centres
         table = PersonTable(
             dataset="predict", split="predict", root=Path("."), path=np.array([name] * n, dtype=object),
             eye_xy_norm=centres, head_box_xyxy_px=np.array(boxes, dtype=np.float64),
@@ -181,158 +219,120 @@ class _SingleImageDataset:
 
 
 # --------------------------------------------------------------------------------------------
-# drawing and the command's file handling
+# the command: folders (resumable, one JSON line set per input) and videos
 
 
-def draw_overlay(rgb: np.ndarray, people: list[PersonPrediction]) -> np.ndarray:
-    """The image with each person's heatmap blended in, head box, and an arrow to the point (BGR)."""
-    import cv2
+def run_predict(settings, progress=None, warn=None) -> dict:
+    """The `gaze predict` command. `warn(text)` receives the domain warning (once)."""
+    from gazecli.core.engine.runs import check_run_name, new_run_dir
+    from gazecli.core.predict.boxes import read_heads_csv
+    from gazecli.core.predict.images import source_items
 
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    height, width = bgr.shape[:2]
-    if people:
-        heat = np.max([cv2.resize(p.heatmap, (width, height), interpolation=cv2.INTER_LINEAR) for p in people], axis=0)
-        colour = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
-        alpha = (0.55 * heat)[..., None]
-        bgr = (bgr * (1 - alpha) + colour * alpha).astype(np.uint8)
-    thickness = max(1, round(min(width, height) / 300))
-    palette = [(0, 255, 255), (255, 0, 255), (0, 255, 0), (255, 128, 0), (0, 128, 255)]
-    for i, p in enumerate(people):
-        c = palette[i % len(palette)]
-        x1, y1, x2, y2 = (int(round(v)) for v in p.head_box_xyxy_px)
-        cv2.rectangle(bgr, (x1, y1), (x2, y2), c, thickness)
-        start = (int((x1 + x2) / 2), int((y1 + y2) / 2))
-        end = (int(p.point_xy_px[0]), int(p.point_xy_px[1]))
-        cv2.arrowedLine(bgr, start, end, c, thickness, cv2.LINE_AA, tipLength=0.05)
-        cv2.circle(bgr, end, 3 * thickness, c, -1, cv2.LINE_AA)
-        label = f"{i}" + ("" if p.inout is None else f" in {p.inout:.2f}")
-        cv2.putText(bgr, label, (x1, max(0, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, c, thickness, cv2.LINE_AA)
-    return bgr
-
-
-def read_heads_csv(path: Path) -> dict[str, list[str]]:
-    """CSV `file,x,y,w,h` (a header row is optional; several rows per file) -> {file name: ['x,y,w,h']}."""
-    heads: dict[str, list[str]] = {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        for line_no, row in enumerate(csv.reader(f), start=1):
-            if not row or row[0].strip().lower() in ("file", "image", "frame"):
-                continue
-            if len(row) != 5:
-                raise DataError(f"{Path(path).name}:{line_no}: expected file,x,y,w,h")
-            heads.setdefault(Path(row[0].strip()).name, []).append(",".join(v.strip() for v in row[1:]))
-    return heads
-
-
-def input_items(source: Path) -> tuple[str, list[Path]]:
-    """('images', files) for an image or a folder, ('video', [file]) for a video."""
-    source = Path(source)
-    if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DataError(f"{source}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return "images", files
-    if not source.is_file():
-        raise DataError(f"{source}: not found")
-    if source.suffix.lower() in VIDEO_SUFFIXES:
-        return "video", [source]
-    return "images", [source]
-
-
-def video_frames(path: Path, every: int = 1) -> Iterator[tuple[int, np.ndarray, float]]:
-    """(frame number, RGB frame, fps) of a video, every `every`-th frame."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise DataError(f"{path}: cannot open video")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    n = 0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if n % every == 0:
-                yield n, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), fps
-            n += 1
-    finally:
-        cap.release()
-    if n == 0:
-        raise DataError(f"{path}: no frames could be decoded")
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def run_predict(settings, progress=None) -> dict:
-    """The `gaze predict` command: every input, its overlay, one JSON line per person."""
-    import cv2
-
-    from gazecli.core.engine.runs import new_run_dir
-
-    kind, files = input_items(settings.source)
-    predictor = Predictor(settings.checkpoint, settings.device, settings.precision)
+    kind, files = source_items(settings.source, settings.recursive)
     csv_heads = read_heads_csv(settings.heads_csv) if settings.heads_csv is not None else {}
-    out = new_run_dir(settings.project, "predict", settings.name)
-    records: list[dict] = []
-    heatmaps: dict[str, np.ndarray] = {}
-    written: list[Path] = []
-    no_face: list[str] = []
-
-    def heads_for(file_name: str):
-        if settings.head:
-            return list(settings.head)
-        if file_name in csv_heads:
-            return csv_heads[file_name]
-        return None
-
-    if kind == "images":
-        for k, file in enumerate(files):
-            rgb = read_image_rgb(file)
-            people = predictor.predict(rgb, heads_for(file.name), name=file.name)
-            if not people:
-                no_face.append(file.name)
-            overlay = out / f"{file.stem}_gaze.jpg"
-            cv2.imwrite(str(overlay), draw_overlay(rgb, people))
-            written.append(overlay)
-            for i, p in enumerate(people):
-                records.append({"image": str(file), "person": i, **p.to_json()})
-                heatmaps[f"{file.stem}/{i}"] = p.heatmap
-            if progress:
-                progress(k + 1, len(files))
+    predictor = Predictor(settings.checkpoint, settings.device, settings.precision, detector=settings.detector)
+    if warn is not None:
+        predictor.on_warning = warn
+    if settings.resume is not None:
+        out = Path(settings.resume)
+        if not (out / "predictions.jsonl").is_file():
+            raise SettingsError(f"--resume {out}: not a gaze predict output folder (no predictions.jsonl)")
     else:
-        video = files[0]
-        writer = None
-        target = out / f"{video.stem}_gaze.mp4"
-        given = heads_for(video.name)
-        n_frames = 0
-        for frame_no, rgb, fps in video_frames(video, settings.every):
-            people = predictor.predict(rgb, given, name=f"{video.name}#{frame_no}")
+        out = new_run_dir(settings.project, "predict", check_run_name(settings.name))
+    if kind == "video":
+        from gazecli.core.predict.video import predict_video
+
+        result = predict_video(predictor, files[0], out, settings, csv_heads, progress)
+    else:
+        result = _predict_images(predictor, files, out, settings, csv_heads, progress)
+    result.update(out=out, kind=kind, warning=predictor.warning,
+                  detected=not settings.head and not csv_heads, detector=predictor.detector_name)
+    if result["detected"]:
+        result["detector"] = predictor.detector.description
+    return result
+
+
+def _predict_images(predictor: Predictor, files: list[Path], out: Path, settings, csv_heads: dict,
+                    progress=None) -> dict:
+    import cv2
+
+    from gazecli.core.predict.boxes import head_boxes_xyxy_px, heads_for
+    from gazecli.core.predict.images import overlay_path
+    from gazecli.core.predict.outputs import HeatmapShards, PredictionLog, draw_overlay
+
+    source = Path(settings.source)
+    folder = source if source.is_dir() else source.parent
+    relatives = [f.as_posix() if source.is_dir() else f.name for f in files]
+    shards = HeatmapShards(out) if settings.save_heatmaps else None
+    n_errors = n_skipped = n_read = 0
+    no_face: list[str] = []
+    overlays: list[Path] = []
+    with PredictionLog(out / "predictions.jsonl", resume=settings.resume is not None) as log:
+        for k, relative in enumerate(relatives):
+            if relative in log.done:
+                n_skipped += 1
+                if progress:
+                    progress(k + 1, len(relatives))
+                continue
+            file = folder / relative
+            try:
+                rgb = read_image_rgb(file)
+                height, width = rgb.shape[:2]
+                rows = heads_for(csv_heads, relative) if csv_heads else None
+                eyes = None
+                if settings.head:
+                    boxes = head_boxes_xyxy_px(width, height, heads=list(settings.head), cli=True)
+                elif rows is not None:
+                    boxes = head_boxes_xyxy_px(width, height, heads=[r[0] for r in rows], cli=True)
+                    eyes = [r[1] for r in rows]
+                else:
+                    boxes = None
+            except DataError as e:  # undecodable: recorded, the folder goes on
+                n_errors += 1
+                log.write([{"path": relative, "error": str(e)}])
+                if progress:
+                    progress(k + 1, len(relatives))
+                continue
+            except SettingsError as e:
+                if len(relatives) == 1 or settings.head:
+                    raise  # a bad --head is the user's option, not one bad file
+                n_errors += 1
+                log.write([{"path": relative, "error": str(e)}])
+                continue
+            n_read += 1
+            if boxes is None:
+                boxes, head_source = predictor.detector(rgb), "detected"
+            else:
+                head_source = "given"
+            people = predictor.predict_boxes(rgb, boxes, head_source, relative, eyes)
+            target = overlay_path(out, Path(relative))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(target), draw_overlay(rgb, people)):
+                target = target.with_suffix(".png")  # a format OpenCV cannot write: PNG instead
+                cv2.imwrite(str(target), draw_overlay(rgb, people))
+            overlays.append(target)
+            if shards is not None and people:
+                shards.write(relative, [relative] * len(people), [p.eye_xy_norm for p in people],
+                             [p.heatmap for p in people],
+                             None if people[0].inout is None else [p.inout for p in people])
             if not people:
-                no_face.append(f"frame {frame_no}")
-            bgr = draw_overlay(rgb, people)
-            if writer is None:
-                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps / settings.every,
-                                         (bgr.shape[1], bgr.shape[0]))
-            writer.write(bgr)
-            for i, p in enumerate(people):
-                records.append({"video": str(video), "frame": frame_no, "person": i, **p.to_json()})
-                if settings.save_heatmaps:
-                    heatmaps[f"{frame_no}/{i}"] = p.heatmap
-            n_frames += 1
+                no_face.append(relative)
+                log.write([{"path": relative, "image": str(file), "persons": 0}])
+            else:
+                log.write([{"path": relative, "image": str(file), "person": i, **p.to_json()}
+                           for i, p in enumerate(people)])
             if progress:
-                progress(n_frames, n_frames)
-        if writer is not None:
-            writer.release()
-            written.append(target)
-    jsonl = out / "predictions.jsonl"
-    write_jsonl(jsonl, records)
-    written.append(jsonl)
-    if settings.save_heatmaps and heatmaps:
-        np.savez_compressed(out / "heatmaps.npz", **{k.replace("/", "__"): v for k, v in heatmaps.items()})
-        written.append(out / "heatmaps.npz")
-    return {"out": out, "records": records, "files": written, "no_face": no_face, "kind": kind,
-            "detected": not settings.head and not csv_heads}
+                progress(k + 1, len(relatives))
+        records = list(log.records)
+    if n_read == 0 and n_skipped == 0:
+        first = next((r for r in records if "error" in r), None)
+        raise DataError(f"none of the {len(relatives)} input image(s) could be read"
+                        + (f" (first: {first['error']})" if first else ""))
+    written: list[Path] = [out / "predictions.jsonl"]
+    if shards is not None:
+        npz = shards.join([r for r in relatives], out / "predictions.npz")
+        if npz is not None:
+            written.append(npz)
+    return {"records": [r for r in records if "person" in r], "errors": [r for r in records if "error" in r],
+            "n_inputs": len(relatives), "n_errors": n_errors, "n_skipped": n_skipped,
+            "no_face": no_face, "files": overlays[:3] + written, "n_overlays": len(overlays)}

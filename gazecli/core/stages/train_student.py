@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from gazecli.core.data.dataset import GazeDataset
 from gazecli.core.data.gazefollow import read_gazefollow
+from gazecli.core.data.kind import describe_dataset
 from gazecli.core.data.splits import LabelSplit, resolve_label_split
 from gazecli.core.data.transforms import SampleConfig
 from gazecli.core.engine.device import resolve_device
@@ -215,6 +216,7 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
         select_metric=settings.select_metric, select_mode="max" if settings.select_metric == "auc" else "min",
         select_on=settings.select_on, eval_every=settings.eval_every, checkpoint_every=settings.checkpoint_every,
         extra_meta={"sample": asdict(sample_config(settings, False)), "data": str(Path(settings.data)),
+                    "trained_on": describe_dataset(Path(settings.data)),
                     "split": {"ratio": settings.ratio, "seed": settings.split_seed, "val_fraction": settings.val_fraction,
                               "dir": str(settings.split_dir) if settings.split_dir else None, "source": split_note},
                     "gradcam": str(settings.gradcam) if settings.gradcam else None,

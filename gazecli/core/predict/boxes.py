@@ -1,0 +1,139 @@
+"""Head boxes given by a user, in one of three named conventions, validated alike.
+
+- `heads=["x,y,w,h", ...]`: strings, pixels, top-left corner plus width and height (the CLI's `--head`);
+- `heads_xywh_px=[(x, y, w, h), ...]`: the same convention as numbers;
+- `heads_xyxy_px=[(x1, y1, x2, y2), ...]`: corners in pixels.
+
+Every box must hold four finite numbers, have positive width and height (x2 > x1, y2 > y1) and
+overlap the image; it is then clipped to the image. Anything else is a `SettingsError` naming the
+argument and the box (see docs/predict.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+from gazecli.core.errors import SettingsError
+
+CONVENTIONS = ("heads", "heads_xywh_px", "heads_xyxy_px")
+
+
+def plain(value: float) -> str:
+    """A number as people write it (never `np.float64(...)`)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:.6g}"
+
+
+def _numbers(box, label: str) -> list[float]:
+    if isinstance(box, (str, bytes)) or not isinstance(box, Sequence) and not hasattr(box, "__len__"):
+        raise SettingsError(f"{label}: expected 4 numbers, got {box!r}")
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        raise SettingsError(f"{label}: expected 4 numbers, got {list(box)!r}") from None
+    if len(values) != 4:
+        raise SettingsError(f"{label}: expected 4 numbers, got {len(values)}")
+    if not all(math.isfinite(v) for v in values):
+        raise SettingsError(f"{label}: NaN or infinite coordinate ({', '.join(plain(v) if math.isfinite(v) else str(v) for v in values)})")
+    return values
+
+
+def parse_xywh_text(text: str, label: str) -> list[float]:
+    """'x,y,w,h' -> [x, y, w, h] (numbers only; validity is checked by `checked_xyxy`)."""
+    if not isinstance(text, str):
+        raise SettingsError(f"{label}: expected an 'x,y,w,h' string, got {text!r} (give number boxes as "
+                            f"heads_xywh_px=[(x, y, w, h)] or heads_xyxy_px=[(x1, y1, x2, y2)])")
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise SettingsError(f"{label}: expected x,y,w,h in pixels")
+    return values
+
+
+def checked_xyxy(x1: float, y1: float, x2: float, y2: float, width: int, height: int, label: str,
+                 as_xywh: bool) -> list[float]:
+    """Validate one corner box against a width x height image and clip it to the image."""
+    values = (x1, y1, x2, y2)
+    if not all(math.isfinite(v) for v in values):
+        raise SettingsError(f"{label}: NaN or infinite coordinate")
+    if x2 <= x1 or y2 <= y1:
+        if as_xywh:
+            raise SettingsError(f"{label}: width and height must be positive")
+        raise SettingsError(f"{label}: empty or inverted box (needs x2 > x1 and y2 > y1; this convention is "
+                            f"corners x1,y1,x2,y2)")
+    if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
+        raise SettingsError(f"{label}: the box lies outside the {width}x{height} image")
+    return [max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)]
+
+
+def head_boxes_xyxy_px(width: int, height: int, heads: Iterable[str] | None = None,
+                       heads_xywh_px: Iterable | None = None, heads_xyxy_px: Iterable | None = None,
+                       cli: bool = False) -> list[list[float]] | None:
+    """The user's head boxes as clipped corner boxes in pixels; None when no convention was used
+    (heads are then detected). At most one of the three arguments may be given."""
+    given = {k: v for k, v in zip(CONVENTIONS, (heads, heads_xywh_px, heads_xyxy_px)) if v is not None}
+    if not given:
+        return None
+    if len(given) > 1:
+        raise SettingsError(f"give head boxes in one convention only (got {', '.join(given)})")
+    (name, boxes), = given.items()
+    if isinstance(boxes, str):
+        boxes = [boxes]
+    boxes = list(boxes)
+    out = []
+    for i, box in enumerate(boxes):
+        if name == "heads":
+            label = f"--head {box!r}" if cli else f"heads[{i}] {box!r}"
+            x, y, w, h = parse_xywh_text(box, label)
+            out.append(checked_xyxy(x, y, x + w, y + h, width, height, label, as_xywh=True))
+        else:
+            label = f"{name}[{i}]"
+            a, b, c, d = _numbers(box, label)
+            if name == "heads_xywh_px":
+                out.append(checked_xyxy(a, b, a + c, b + d, width, height, label, as_xywh=True))
+            else:
+                out.append(checked_xyxy(a, b, c, d, width, height, label, as_xywh=False))
+    return out
+
+
+def read_heads_csv(path) -> dict[str, list[tuple[str, list[float] | None]]]:
+    """CSV `file,x,y,w,h[,eye_x,eye_y]` (header optional; several rows per file) ->
+    {file: [('x,y,w,h', eye or None)]}. `file` is the image's path relative to the input folder
+    (a bare name also matches when it is unique); the eye, normalised to [0, 1], is optional and
+    only labels the person in the prediction file (default: the head-box centre)."""
+    import csv
+    from pathlib import Path, PurePosixPath
+
+    from gazecli.core.errors import DataError
+
+    heads: dict[str, list[tuple[str, list[float] | None]]] = {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        for line_no, row in enumerate(csv.reader(f), start=1):
+            if not row or row[0].strip().lower() in ("file", "image", "frame", "path"):
+                continue
+            if len(row) not in (5, 7):
+                raise DataError(f"{Path(path).name}:{line_no}: expected file,x,y,w,h[,eye_x,eye_y]")
+            eye = None
+            if len(row) == 7:
+                try:
+                    eye = [float(row[5]), float(row[6])]
+                except ValueError:
+                    raise DataError(f"{Path(path).name}:{line_no}: eye_x,eye_y must be numbers") from None
+                if not all(math.isfinite(v) and 0 <= v <= 1 for v in eye):
+                    raise DataError(f"{Path(path).name}:{line_no}: eye_x,eye_y must lie in [0, 1]")
+            key = PurePosixPath(row[0].strip().replace("\\", "/")).as_posix()
+            heads.setdefault(key, []).append((",".join(v.strip() for v in row[1:5]), eye))
+    return heads
+
+
+def heads_for(table: dict, relative: str) -> list[tuple[str, list[float] | None]] | None:
+    """The CSV rows of an input: by relative path, else by file name when that is unambiguous."""
+    if relative in table:
+        return table[relative]
+    name = relative.rsplit("/", 1)[-1]
+    if name in table:
+        return table[name]
+    return None
