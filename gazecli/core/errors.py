@@ -3,6 +3,10 @@ anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
+import re
+
+_NUMPY_REPR = re.compile(r"\bnp\.(?:float|int|uint|bool_|str_)\w*\(([^()]*)\)")
+
 
 class GazeError(Exception):
     """A problem with the user's input (data, files, options), reported as one line."""
@@ -10,7 +14,8 @@ class GazeError(Exception):
     exit_code = 1
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))  # always a single line
+        # always a single line, numbers plain: a numpy scalar's repr (np.float64(0.53)) becomes 0.53
+        super().__init__(_NUMPY_REPR.sub(r"\1", " ".join(str(message).split())))
 
 
 class SettingsError(GazeError):
