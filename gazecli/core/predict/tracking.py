@@ -3,9 +3,10 @@
 - At a detection frame, detections are matched to the tracks' current boxes greedily by IoU
   (>= `iou_match`); a matched track takes the detected box.
 - A detection no track claims starts a *tentative* track. It becomes a person (gets the next
-  id, 0, 1, 2, ... in order of confirmation) when the next detection frame finds it again; a
-  detection seen at one detection frame only is dropped (false "heads" on the background rarely
-  repeat at the same place).
+  id, 0, 1, 2, ... in order of confirmation, left to right among equals) when the next detection finds it again; a
+  detection seen once only is dropped (false "heads" on the background rarely repeat at the
+  same place). While a tentative track exists the caller detects on the very next frame
+  (`wants_detection`), so a new person is confirmed one frame after it first appears.
 - Between detection frames every track's box moves by the median optical flow (pyramidal
   Lucas-Kanade) of corner points inside it.
 - A person not found at `max_missed` detection frames in a row is ended; while missed, its box
@@ -38,6 +39,11 @@ class HeadTracker:
         self.tracks: list[Track] = []
         self.next_id = 0
         self._gray: np.ndarray | None = None
+
+    @property
+    def wants_detection(self) -> bool:
+        """True while a tentative track waits for its confirming detection."""
+        return any(t.id is None for t in self.tracks)
 
     def _flow(self, gray: np.ndarray) -> None:
         """Move every track's box by the median flow of its corner points since the last frame."""
@@ -91,9 +97,6 @@ class HeadTracker:
             t.box_xyxy_px = [float(v) for v in detections[di]]
             t.hits += 1
             t.missed = 0
-            if t.id is None and t.hits >= self.min_hits:
-                t.id = self.next_id
-                self.next_id += 1
         kept = []
         for ti, t in enumerate(self.tracks):
             if ti not in used_t:
@@ -102,9 +105,8 @@ class HeadTracker:
                     continue  # a tentative track seen once, or a person lost for too long
             kept.append(t)
         kept += [Track(box_xyxy_px=[float(v) for v in d]) for di, d in enumerate(detections) if di not in used_d]
-        if self.min_hits <= 1:
-            for t in kept:
-                if t.id is None:
-                    t.id = self.next_id
-                    self.next_id += 1
+        for t in sorted(kept, key=lambda t: t.box_xyxy_px[0]):  # persons confirmed together: left to right
+            if t.id is None and t.hits >= self.min_hits:
+                t.id = self.next_id
+                self.next_id += 1
         self.tracks = kept

@@ -68,7 +68,8 @@ def predict_video(predictor, video: Path, out: Path, settings, csv_heads: dict, 
                 source = "given"
             else:
                 gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-                detections = predictor.detector(rgb) if n_frames % settings.detect_every == 0 else None
+                detect = n_frames % settings.detect_every == 0 or tracker.wants_detection
+                detections = predictor.detector(rgb) if detect else None
                 present = tracker.step(gray, detections)
                 boxes = [t.box_xyxy_px for t in present]
                 ids = [t.id for t in present]
