@@ -57,7 +57,7 @@ def predict_video(predictor, video: Path, out: Path, settings, csv_heads: dict, 
     heatmaps: list[tuple[str, list[float], np.ndarray, float | None]] = []
     no_face: list[int] = []
     n_frames = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with PredictionLog(out / "predictions.jsonl") as log:
         for frame_no, rgb, fps in video_frames(video, settings.every):
             height, width = rgb.shape[:2]
@@ -101,7 +101,7 @@ def predict_video(predictor, video: Path, out: Path, settings, csv_heads: dict, 
             n_frames += 1
             if progress:
                 progress(n_frames, n_frames)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     files: list[Path] = []
     if writer is not None:
         writer.release()
@@ -122,5 +122,6 @@ def predict_video(predictor, video: Path, out: Path, settings, csv_heads: dict, 
                         "mean_point_xy_px": [float(v) for v in np.mean(s["points"], axis=0)],
                         "mean_inout": float(np.mean(s["inouts"])) if s["inouts"] else None})
     return {"records": log.records, "tracks": summary, "n_frames": n_frames, "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "frames_per_s": n_frames / max(seconds, 1e-9), "no_face": no_face, "files": files,
             "errors": [], "n_errors": 0, "n_skipped": 0, "n_inputs": 1}
