@@ -239,6 +239,20 @@ class CheckSettings(GazeSettings):
     skip_invalid: bool = Field(False, description="skip malformed annotation rows (counted) instead of failing")
 
 
+class ImportSettings(GazeSettings):
+    """gaze data import"""
+
+    file: ExistingFile = Field(description="labels: CSV image,head_x,head_y,head_w,head_h,gaze_x,gaze_y[,eye_x,eye_y] "
+                                           "or JSON (pixels; gaze 'outside' when out of frame)",
+                               json_schema_extra=cli(argument=True))
+    images: ExistingDir = Field(description="folder the labels' image paths are relative to")
+    out: Path = Field(description="dataset root to write (GazeFollow layout)", json_schema_extra=cli(short="-o"))
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of the images drawn into the test split "
+                                 "(only images whose persons all look inside the frame)")
+    seed: int = Field(0, ge=0, description="seed of the train/test draw")
+    force: bool = Field(False, description="write into a non-empty --out folder")
+
+
 class SplitSettings(GazeSettings):
     """gaze data split"""
 
