@@ -9,7 +9,7 @@ Two face detectors, chosen by `detector`:
 "auto" takes MTCNN when it is installed, else the cascade.
 
 A face box becomes a head box by one rule for both (`face_to_head_xyxy`): 25 % of the face width
-added on each side, 40 % of the face height added above (hair, forehead), 10 % below (chin);
+added on each side, 40 % of the face height added above (hair, forehead), 20 % below (the chin: the detectors' boxes stop near the mouth);
 then clipped to the image.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 from gazecli.core.errors import SettingsError
 
 DETECTORS = ("auto", "mtcnn", "cascade")
-GROW_SIDES, GROW_UP, GROW_DOWN = 0.25, 0.40, 0.10
+GROW_SIDES, GROW_UP, GROW_DOWN = 0.25, 0.40, 0.20
 MTCNN_SIDE = 320  # MTCNN looks at frames scaled to this longer side (benchmarks/head_detectors.py)
 
 
