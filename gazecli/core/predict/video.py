@@ -57,6 +57,9 @@ def predict_video(predictor, video: Path, out: Path, settings, csv_heads: dict, 
     heatmaps: list[tuple[str, list[float], np.ndarray, float | None]] = []
     no_face: list[int] = []
     n_frames = 0
+    cap = cv2.VideoCapture(str(video))
+    expected = -(-int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) // settings.every)  # for the progress bar only
+    cap.release()
     t0, c0 = time.perf_counter(), time.process_time()
     with PredictionLog(out / "predictions.jsonl") as log:
         for frame_no, rgb, fps in video_frames(video, settings.every):
@@ -100,7 +103,7 @@ def predict_video(predictor, video: Path, out: Path, settings, csv_heads: dict, 
             log.write(records)
             n_frames += 1
             if progress:
-                progress(n_frames, n_frames)
+                progress(n_frames, max(expected, n_frames))
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     files: list[Path] = []
     if writer is not None:
