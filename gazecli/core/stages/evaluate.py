@@ -69,7 +69,7 @@ def score_predictions(table: PersonTable, predictions: Predictions, auc_resoluti
 
 def load_trained_model(checkpoint: Path, device=None):
     """(model in eval mode, checkpoint metadata) from a run folder or a .safetensors file."""
-    from gazecli.core.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from gazecli.core.engine.checkpoint import load_checkpoint, load_weights_into, resolve_checkpoint
     from gazecli.core.models import build_model
 
     path = resolve_checkpoint(checkpoint)
@@ -77,9 +77,9 @@ def load_trained_model(checkpoint: Path, device=None):
     spec = meta.get("model") or {}
     try:
         model = build_model(spec["name"], spec["config"])
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as e:
         raise DataError(f"{path}: a checkpoint of an unknown model ({spec.get('name')!r}: {e})") from None
-    model.load_state_dict(state)
+    load_weights_into(model, state, path.name)
     if device is not None:
         model.to(device)
     model.eval()
