@@ -18,9 +18,14 @@ Crash safety. Every file is written under a temporary name and renamed into plac
 at any moment leaves either the old file or the new one. A run appends chunk files; merging
 writes the new layer arrays under content-hashed names, then replaces `index.json` (the commit
 point), then deletes the merged chunks and the arrays the index no longer names. The merged
-store is sorted by person key, so it does not depend on batching, chunking, sharding or how
-often a run was interrupted: an interrupted and resumed run gives the same files as an
-uninterrupted one.
+store is sorted by person key, so its persons, order and text columns do not depend on batching,
+chunking, sharding or how often a run was interrupted, and an interrupted and resumed run with
+the same --batch-size gives the same files as an uninterrupted one. Map values from another
+--batch-size agree up to float rounding only (README, "What the store depends on").
+
+Integrity: the index records each layer file's name, shape, dtype and sha256 (`array_info`);
+`SplitStore.verify` checks them (and that every file the index names lies inside the split's
+folder) before any map is read.
 """
 
 from __future__ import annotations

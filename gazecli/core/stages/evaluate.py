@@ -12,7 +12,7 @@ import numpy as np
 from gazecli.core.data import read_persons
 from gazecli.core.data.images import image_sizes_wh
 from gazecli.core.data.table import PersonTable
-from gazecli.core.errors import DataError
+from gazecli.core.errors import DataError, writing
 from gazecli.core.predictions import Predictions, join_predictions, load_predictions, save_predictions
 from gazecli.core.settings import EvalSettings
 
@@ -31,6 +31,7 @@ def score_predictions(table: PersonTable, predictions: Predictions, auc_resoluti
     from gazecli.core.engine.device import resolve_device
     from gazecli.core.metrics import GazeFollowMeter, VATMeter
 
+    check_scores_finite(table, predictions)
     dev = resolve_device(device)
     if dev.type == "mps":  # the metrics run in float64, which MPS lacks
         dev = torch.device("cpu")
@@ -65,6 +66,17 @@ def score_predictions(table: PersonTable, predictions: Predictions, auc_resoluti
     result["split"] = table.split
     result["device"] = str(dev)
     return result
+
+
+def check_scores_finite(table: PersonTable, predictions: Predictions, where: str = "predictions") -> None:
+    """Metrics refuse NaN / infinite heatmaps and in-frame scores, naming the first such person
+    (a NaN score would sort arbitrarily: an all-NaN inout once scored AP 1.0)."""
+    from gazecli.core.validate import require_finite
+
+    names = [f"{p}, eye ({x:.4f}, {y:.4f})" for p, (x, y) in zip(table.path, table.eye_xy_norm)]
+    require_finite(predictions.heatmap, "the heatmap", names, where)
+    if predictions.inout is not None:
+        require_finite(predictions.inout, "the in-frame score (inout)", names, where)
 
 
 def load_trained_model(checkpoint: Path, device=None):
@@ -137,6 +149,7 @@ def evaluate_checkpoint(settings: EvalSettings, progress: Progress | None = None
     preds = predict_dataset(model_forward(model, meta), dataset, settings.batch_size, device, precision,
                             settings.workers, progress)
     out = settings.out or Path(meta["path"]).parent.parent / f"eval_{settings.split}.json"
+    check_scores_finite(table, preds, Path(meta["path"]).name)  # before writing: no NaN prediction file
     save_predictions(Path(out).with_suffix(".npz"), preds)
     result = score_predictions(table, preds, settings.auc_resolution, settings.device)
     result.update(checkpoint=meta["path"], predictions_file=str(Path(out).with_suffix(".npz")), data=str(settings.data))
@@ -164,6 +177,7 @@ def write_json(path: Path, data: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with writing(path, tmp):
+        tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
     return path
