@@ -92,6 +92,12 @@ def load_trained_model(checkpoint: Path, device=None):
     except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as e:
         raise DataError(f"{path}: a checkpoint of an unknown model ({spec.get('name')!r}: {e})") from None
     load_weights_into(model, state, path.name)
+    try:  # the sample settings every caller rebuilds the preprocessing from
+        from gazecli.core.data.transforms import SampleConfig
+
+        SampleConfig(**{**(meta.get("sample") or {}), "augment": False})
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path.name}: the checkpoint's sample settings are unusable ({e})") from None
     if device is not None:
         model.to(device)
     model.eval()
