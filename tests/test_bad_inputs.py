@@ -1114,3 +1114,21 @@ def test_videoatt_ap_refuses_nan_scores():
         average_precision(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([float("nan")] * 3))
     assert average_precision(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([0.9, 0.1, 0.8])) == 1.0
     assert average_precision(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([0.5, 0.5, 0.5])) == pytest.approx(2 / 3)
+
+
+def test_an_error_from_a_dataloader_worker_is_still_one_line(tmp_path):
+    """torch re-raises a worker's exception as its type with the worker's traceback as the message."""
+    import torch
+
+    from gazecli.core.data.dataset import GazeDataset
+    from gazecli.core.data.gazefollow import read_gazefollow
+    from gazecli.core.data.transforms import SampleConfig
+    from gazecli.core.errors import DataError
+
+    root = gf(tmp_path)
+    (root / "train/0/a.png").write_text("not an image")
+    dataset = GazeDataset(read_gazefollow(root, "train"), SampleConfig(input_size=32, face_size=16, heatmap_size=8))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=1)
+    with pytest.raises(DataError) as caught:
+        next(iter(loader))
+    assert str(caught.value) == f"{root / 'train/0/a.png'}: cannot decode image"

@@ -74,7 +74,8 @@ def check(s: CheckSettings) -> None:
     if "width" in img:
         w, h = img["width"], img["height"]
         size = f", width {w['min']}-{w['max']} (median {w['median']:.0f}), height {h['min']}-{h['max']} (median {h['median']:.0f})"
-    console.print(f"images: {img['count']} {'decoded' if img['decoded'] else 'found'}{size}")
+    refused = f" ({img['bad']} missing, undecodable or refused: their rows skipped)" if img.get("bad") else ""
+    console.print(f"images: {img['count']} {'decoded' if img['decoded'] else 'found'}{size}{refused}")
     for ls in summary.get("label_splits", []):
         console.print(f"label split {ls['folder']} ratio {ls['ratio']}: labelled {ls['labelled_persons']} "
                       f"(images {ls['labelled_images']}), val {ls['val_persons']}, unlabelled {ls['unlabelled_persons']}"
@@ -84,7 +85,8 @@ def check(s: CheckSettings) -> None:
         console.print(f"[yellow]skipped {len(summary['skipped_rows'])} invalid rows[/]: {reasons} "
                       f"(first: {summary['skipped_rows'][0]})", soft_wrap=True)
     for split, dup in summary["duplicates"].items():
-        console.print(f"[yellow]warning:[/] {dup['rows']} {split} rows repeat an earlier row's person "
+        console.print(f"[yellow]warning:[/] {dup['rows']} {split} {'rows repeat' if dup['rows'] > 1 else 'row repeats'} "
+                      f"an earlier row's person "
                       f"(image and eye) (first: {dup['first']})", soft_wrap=True)
     console.print("[green]ok[/]")
 

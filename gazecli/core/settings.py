@@ -19,7 +19,7 @@ from pydantic import AfterValidator, Field, ValidationError, field_validator, mo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from gazecli.core.errors import SettingsError
-from gazecli.core.option_source import flag_name
+from gazecli.core.option_source import flag_name as flag_name  # re-exported: commands/_options.py
 
 ENV_PREFIX = "GAZE_"
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("gaze_config_file", default=None)

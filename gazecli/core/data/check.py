@@ -101,7 +101,8 @@ def check_dataset(root: Path, dataset: str = "auto", decode: bool = True, skip_i
     # values against the images: head boxes inside, one frame size per clip
     size_of = sizes_by_path(paths, sizes)
     clip_size: dict[str, tuple[tuple[int, int], str]] = {}
-    for table in tables.values():
+    for split_name, table in tables.items():
+        n_before = len(skipped)
         for i, p in enumerate(table.path):
             where = str(table.source[i])
             if p in bad:
@@ -122,6 +123,7 @@ def check_dataset(root: Path, dataset: str = "auto", decode: bool = True, skip_i
                 if not skip_invalid:
                     raise DataError(message + " (use --skip-invalid to skip such rows)")
                 skipped.append(message)
+        summary["splits"][split_name]["skipped_rows"] += len(skipped) - n_before
 
     summary["skipped_rows"] = skipped
     summary["skipped_by_reason"] = count_reasons(skipped)
