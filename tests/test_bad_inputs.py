@@ -1010,6 +1010,22 @@ def vqa_weights_refused_by_weights_only(tmp):
                ("cannot load the model weights",), not_written=[out / "train" / "index.json"])
 
 
+@case(ANNOTATIONS)
+def question_answer_file_with_a_broken_line(tmp):
+    pytest.importorskip("transformers")
+    from gazecli.core.data.gazeworld import synthesize_gazeworld
+
+    world = tmp / "gw"
+    synthesize_gazeworld(world, 2, 1, seed=0, size=64)
+    qa = world / "gazeworld_train_qa.jsonl"
+    qa.write_text(qa.read_text() + "{broken\n")
+    n = len(qa.read_text().splitlines())
+    project = tmp / "runs"
+    return Bad(["data", "train-vqa", "--data", world, "--project", project, "--epochs", "1"], 1,
+               f"gazeworld_train_qa.jsonl:{n}: question-answer file line is not valid JSON",
+               not_written=[project / "train-vqa" / "run" / "weights"])
+
+
 # --------------------------------------------------------------------------------------------
 # the test
 

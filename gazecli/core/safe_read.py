@@ -82,6 +82,25 @@ def load_json_file(path: Path, what: str, accepted: str = "a JSON object") -> di
     return value
 
 
+def read_json_lines(path: Path, what: str) -> list[dict]:
+    """One JSON object per non-empty line; a bad line is a DataError naming `file:line`."""
+    from gazecli.core.data.gazefollow import read_text_lines
+
+    path = Path(path)
+    records = []
+    for line_no, line in enumerate(read_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as e:
+            raise DataError(f"{path.name}:{line_no}: {what} line is not valid JSON ({_short(e, 80)})") from None
+        if not isinstance(value, dict):
+            raise DataError(f"{path.name}:{line_no}: {what} line holds a JSON {type(value).__name__}, expected an object")
+        records.append(value)
+    return records
+
+
 def parse_json_text(text: str, where: str, what: str) -> dict:
     """A JSON object from a string stored inside a file (a checkpoint header)."""
     try:
