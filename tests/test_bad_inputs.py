@@ -971,6 +971,23 @@ def checkpoint_disk_full(tmp, trained):
 
 
 @case(OUTPUTS)
+def run_folder_csv_disk_full(tmp, trained):
+    from pathlib import Path as RealPath
+
+    real = RealPath.write_text
+
+    def full(self, text, *a, **k):
+        if self.name.endswith(".csv.tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, text, *a, **k)
+    project = tmp / "runs"
+    return Bad(["train-student", "--data", trained["world"], "--ratio", "1.0", "--epochs", "1", "--input-size", "64",
+                "--face-size", "16", "--heatmap-size", "16", "--batch-size", "8", "--device", "cpu",
+                "--project", project, "--name", "full"], 1, ("steps.csv", "No space left on device (ENOSPC)"),
+               not_written=[project / "train-student" / "full" / "steps.csv"], patches=[(RealPath, "write_text", full)])
+
+
+@case(OUTPUTS)
 def predict_project_is_a_file(tmp, trained):
     blocker = tmp / "blocker"
     blocker.write_text("x")
