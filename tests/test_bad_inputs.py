@@ -278,6 +278,23 @@ def symlink_out_of_the_root(tmp):
 
 
 @case(IMAGES)
+def symlink_out_of_the_root_while_predicting_a_split(tmp, trained):
+    from gazecli.core.data.gazefollow import read_gazefollow
+
+    world = tmp / "gw"
+    shutil.copytree(trained["world"], world)
+    victim = world / read_gazefollow(world, "test").path[0]
+    outside = tmp / "elsewhere.png"
+    shutil.copy(victim, outside)
+    victim.unlink()
+    victim.symlink_to(outside)
+    out = tmp / "e.json"
+    return Bad(["eval", "--checkpoint", trained["run"], "--data", world, "--device", "cpu", "-o", out], 1,
+               (victim.name, "leaves the dataset root", "GAZE_FOLLOW_SYMLINKS=1"),
+               not_written=[out, out.with_suffix(".npz")])
+
+
+@case(IMAGES)
 def follow_symlinks_env_garbled(tmp):
     return Bad(["data", "check", gf(tmp)], 2, "GAZE_FOLLOW_SYMLINKS", env={"GAZE_FOLLOW_SYMLINKS": "perhaps"})
 

@@ -38,8 +38,8 @@ def inside_root(root: Path, relative: str, follow_symlinks: bool | None = None) 
     except (OSError, RuntimeError):  # a symlink loop
         raise DataError(f"{path}: unresolvable path (a symbolic link loop?)") from None
     if real != base and base not in real.parents:
-        raise DataError(f"{path}: a symbolic link that leaves the dataset root (to {real}); "
-                        f"use --follow-symlinks (or {FOLLOW_SYMLINKS_ENV}=1) if that is intended")
+        raise DataError(f"{path}: a symbolic link that leaves the dataset root (to {real}); if that is intended, "
+                        f"set {FOLLOW_SYMLINKS_ENV}=1 (any command) or use gaze data check --follow-symlinks")
     return path
 
 
