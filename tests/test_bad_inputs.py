@@ -916,6 +916,20 @@ def head_flag_nan(tmp, trained):
 
 
 @case(SETTINGS)
+def env_list_option_not_json(tmp, trained):
+    image = write_image(tmp / "photo.png")
+    return Bad(["predict", image, "--checkpoint", trained["run"], "--device", "cpu", "--project", tmp / "p"], 2,
+               "GAZE_HEAD: cannot parse '10,10,20,20': a list option takes a JSON list",
+               env={"GAZE_HEAD": "10,10,20,20"}, not_written=[tmp / "p"])
+
+
+@case(SETTINGS)
+def env_list_option_broken_json(tmp):
+    return Bad(["data", "train-vqa", "--data", gf(tmp), "--print-config"], 2, "GAZE_QUESTIONS: cannot parse '[1'",
+               env={"GAZE_QUESTIONS": "[1"})
+
+
+@case(SETTINGS)
 def toml_not_utf8(tmp):
     config = tmp / "c.toml"
     config.write_bytes(b"ratio = \xff\n")

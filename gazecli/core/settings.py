@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextvars
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from gazecli.core.errors import SettingsError
 from gazecli.core.option_source import flag_name as flag_name  # re-exported: commands/_options.py
@@ -114,8 +116,23 @@ def load_settings(cls: type[GazeSettings], flags: dict[str, Any] | None = None, 
         return cls(**flags)
     except ValidationError as e:
         raise SettingsError(_describe(cls, e, flags, config)) from None
+    except PydanticSettingsError as e:  # a GAZE_* value of a list option that is not JSON
+        raise SettingsError(_describe_source_error(str(e))) from None
     finally:
         _config_file.reset(token)
+
+
+def _describe_source_error(message: str) -> str:
+    import re
+
+    found = re.search(r'field "(\w+)" from source "(\w+)"', message)
+    if found is None:
+        return " ".join(message.split())
+    env = ENV_PREFIX + found.group(1).upper()
+    if found.group(2) == "EnvSettingsSource":
+        return (f"{env}: cannot parse {os.environ.get(env, '')!r}: a list option takes a JSON list in a GAZE_* "
+                f"variable (e.g. {env}='[\"a\", \"b\"]')")
+    return f"{found.group(1)}: cannot parse the value from {found.group(2)}"
 
 
 def _check_toml(path: Path) -> None:
