@@ -14,8 +14,12 @@ class GazeError(Exception):
     exit_code = 1
 
     def __init__(self, message: str):
+        text = str(message)
+        if "Original Traceback (most recent call last):" in text:  # re-raised by a DataLoader worker
+            last = text.strip().splitlines()[-1]  # "gazecli.core.errors.DataError: <the message>"
+            text = last.split(": ", 1)[1] if ": " in last else last
         # always a single line, numbers plain: a numpy scalar's repr (np.float64(0.53)) becomes 0.53
-        super().__init__(_NUMPY_REPR.sub(r"\1", " ".join(str(message).split())))
+        super().__init__(_NUMPY_REPR.sub(r"\1", " ".join(text.split())))
 
 
 class SettingsError(GazeError):
@@ -34,3 +38,29 @@ def location(path, line: int | None = None) -> str:
 
     name = Path(path).name
     return f"{name}:{line}" if line is not None else name
+
+
+class writing:
+    """`with writing(final, tmp):` an OSError raised inside names `final` (a full disk or a
+    read-only folder raise one without a file name), and `tmp`, a partly written file, is removed,
+    so a failed write never leaves something that looks complete."""
+
+    def __init__(self, final, tmp=None):
+        self.final, self.tmp = final, tmp
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if error is None:
+            return False
+        if self.tmp is not None:
+            try:
+                import os
+
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+        if isinstance(error, OSError) and not isinstance(error, BrokenPipeError) and error.filename is None:
+            raise OSError(error.errno, error.strerror or str(error), str(self.final)) from None
+        return False

@@ -9,15 +9,16 @@ import os
 import re
 from pathlib import Path
 
-from gazecli.core.errors import SettingsError
+from gazecli.core.errors import SettingsError, writing
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with writing(path, tmp):  # a full disk names the file; no .tmp is left behind
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def new_run_dir(project: Path, command: str, name: str) -> Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
-from gazecli.core.errors import SettingsError
+from gazecli.core.errors import DataError, SettingsError
 
 CONVENTIONS = ("heads", "heads_xywh_px", "heads_xyxy_px")
 
@@ -39,39 +39,39 @@ def _numbers(box, label: str) -> list[float]:
     return values
 
 
-def parse_xywh_text(text: str, label: str) -> list[float]:
+def parse_xywh_text(text: str, label: str, error: type = SettingsError) -> list[float]:
     """'x,y,w,h' -> [x, y, w, h] (numbers only; validity is checked by `checked_xyxy`)."""
     if not isinstance(text, str):
-        raise SettingsError(f"{label}: expected an 'x,y,w,h' string, got {text!r} (give number boxes as "
+        raise error(f"{label}: expected an 'x,y,w,h' string, got {text!r} (give number boxes as "
                             f"heads_xywh_px=[(x, y, w, h)] or heads_xyxy_px=[(x1, y1, x2, y2)])")
     try:
         values = [float(v) for v in text.replace(" ", "").split(",")]
     except ValueError:
         values = []
     if len(values) != 4:
-        raise SettingsError(f"{label}: expected x,y,w,h in pixels")
+        raise error(f"{label}: expected x,y,w,h in pixels")
     return values
 
 
 def checked_xyxy(x1: float, y1: float, x2: float, y2: float, width: int, height: int, label: str,
-                 as_xywh: bool) -> list[float]:
+                 as_xywh: bool, error: type = SettingsError) -> list[float]:
     """Validate one corner box against a width x height image and clip it to the image."""
     values = (x1, y1, x2, y2)
     if not all(math.isfinite(v) for v in values):
-        raise SettingsError(f"{label}: NaN or infinite coordinate")
+        raise error(f"{label}: NaN or infinite coordinate")
     if x2 <= x1 or y2 <= y1:
         if as_xywh:
-            raise SettingsError(f"{label}: width and height must be positive")
-        raise SettingsError(f"{label}: empty or inverted box (needs x2 > x1 and y2 > y1; this convention is "
-                            f"corners x1,y1,x2,y2)")
+            raise error(f"{label}: width and height must be positive")
+        raise error(f"{label}: empty or inverted box (needs x2 > x1 and y2 > y1; this convention is "
+                    f"corners x1,y1,x2,y2)")
     if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
-        raise SettingsError(f"{label}: the box lies outside the {width}x{height} image")
+        raise error(f"{label}: the box lies outside the {width}x{height} image")
     return [max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)]
 
 
 def head_boxes_xyxy_px(width: int, height: int, heads: Iterable[str] | None = None,
                        heads_xywh_px: Iterable | None = None, heads_xyxy_px: Iterable | None = None,
-                       cli: bool = False) -> list[list[float]] | None:
+                       ) -> list[list[float]] | None:
     """The user's head boxes as clipped corner boxes in pixels; None when no convention was used
     (heads are then detected). At most one of the three arguments may be given."""
     given = {k: v for k, v in zip(CONVENTIONS, (heads, heads_xywh_px, heads_xyxy_px)) if v is not None}
@@ -82,11 +82,10 @@ def head_boxes_xyxy_px(width: int, height: int, heads: Iterable[str] | None = No
     (name, boxes), = given.items()
     if isinstance(boxes, str):
         boxes = [boxes]
-    boxes = list(boxes)
     out = []
-    for i, box in enumerate(boxes):
+    for i, box in enumerate(list(boxes)):
         if name == "heads":
-            label = f"--head {box!r}" if cli else f"heads[{i}] {box!r}"
+            label = f"heads[{i}] {box!r}"
             x, y, w, h = parse_xywh_text(box, label)
             out.append(checked_xyxy(x, y, x + w, y + h, width, height, label, as_xywh=True))
         else:
@@ -99,37 +98,60 @@ def head_boxes_xyxy_px(width: int, height: int, heads: Iterable[str] | None = No
     return out
 
 
-def read_heads_csv(path) -> dict[str, list[tuple[str, list[float] | None]]]:
+def option_boxes_xyxy_px(texts: list[str], width: int, height: int) -> list[list[float]]:
+    """`--head` values (or GAZE_HEAD / the config file's `head`: named as the user gave them);
+    a bad one is a SettingsError."""
+    from gazecli.core.option_source import option_name
+
+    out = []
+    for text in texts:
+        label = f"{option_name('head')} {text!r}"
+        x, y, w, h = parse_xywh_text(text, label)
+        out.append(checked_xyxy(x, y, x + w, y + h, width, height, label, as_xywh=True))
+    return out
+
+
+def csv_boxes_xyxy_px(rows: list[tuple], width: int, height: int) -> list[list[float]]:
+    """Boxes of a heads CSV (`read_heads_csv` rows); a bad one is a DataError naming file:line."""
+    out = []
+    for text, _, source in rows:
+        label = f"{source}: head {text!r}"
+        x, y, w, h = parse_xywh_text(text, label, DataError)
+        out.append(checked_xyxy(x, y, x + w, y + h, width, height, label, as_xywh=True, error=DataError))
+    return out
+
+
+def read_heads_csv(path) -> dict[str, list[tuple[str, list[float] | None, str]]]:
     """CSV `file,x,y,w,h[,eye_x,eye_y]` (header optional; several rows per file) ->
-    {file: [('x,y,w,h', eye or None)]}. `file` is the image's path relative to the input folder
+    {file: [('x,y,w,h', eye or None, 'file.csv:line')]}. `file` is the image's path relative to the input folder
     (a bare name also matches when it is unique); the eye, normalised to [0, 1], is optional and
     only labels the person in the prediction file (default: the head-box centre)."""
     import csv
     from pathlib import Path, PurePosixPath
 
-    from gazecli.core.errors import DataError
+    from gazecli.core.data.gazefollow import read_text_lines
 
-    heads: dict[str, list[tuple[str, list[float] | None]]] = {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        for line_no, row in enumerate(csv.reader(f), start=1):
-            if not row or row[0].strip().lower() in ("file", "image", "frame", "path"):
-                continue
-            if len(row) not in (5, 7):
-                raise DataError(f"{Path(path).name}:{line_no}: expected file,x,y,w,h[,eye_x,eye_y]")
-            eye = None
-            if len(row) == 7:
-                try:
-                    eye = [float(row[5]), float(row[6])]
-                except ValueError:
-                    raise DataError(f"{Path(path).name}:{line_no}: eye_x,eye_y must be numbers") from None
-                if not all(math.isfinite(v) and 0 <= v <= 1 for v in eye):
-                    raise DataError(f"{Path(path).name}:{line_no}: eye_x,eye_y must lie in [0, 1]")
-            key = PurePosixPath(row[0].strip().replace("\\", "/")).as_posix()
-            heads.setdefault(key, []).append((",".join(v.strip() for v in row[1:5]), eye))
+    heads: dict[str, list[tuple[str, list[float] | None, str]]] = {}
+    name = Path(path).name
+    for line_no, row in enumerate(csv.reader(read_text_lines(path)), start=1):  # UTF-8 text, or one error line
+        if not row or row[0].strip().lower() in ("file", "image", "frame", "path"):
+            continue
+        if len(row) not in (5, 7):
+            raise DataError(f"{name}:{line_no}: expected file,x,y,w,h[,eye_x,eye_y]")
+        eye = None
+        if len(row) == 7:
+            try:
+                eye = [float(row[5]), float(row[6])]
+            except ValueError:
+                raise DataError(f"{name}:{line_no}: eye_x,eye_y must be numbers") from None
+            if not all(math.isfinite(v) and 0 <= v <= 1 for v in eye):
+                raise DataError(f"{name}:{line_no}: eye_x,eye_y must lie in [0, 1]")
+        key = PurePosixPath(row[0].strip().replace("\\", "/")).as_posix()
+        heads.setdefault(key, []).append((",".join(v.strip() for v in row[1:5]), eye, f"{name}:{line_no}"))
     return heads
 
 
-def heads_for(table: dict, relative: str) -> list[tuple[str, list[float] | None]] | None:
+def heads_for(table: dict, relative: str) -> list[tuple] | None:
     """The CSV rows of an input: by relative path, else by file name when that is unambiguous."""
     if relative in table:
         return table[relative]

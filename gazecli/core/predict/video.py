@@ -42,14 +42,13 @@ def predict_video(predictor, video: Path, out: Path, settings, csv_heads: dict, 
     """`predictor`: a `gazecli.Predictor`. Returns the per-track summary and the files written."""
     import cv2
 
-    from gazecli.core.predict.boxes import head_boxes_xyxy_px, heads_for
+    from gazecli.core.predict.boxes import csv_boxes_xyxy_px, heads_for, option_boxes_xyxy_px
     from gazecli.core.predict.outputs import PredictionLog, draw_overlay
     from gazecli.core.predict.tracking import HeadTracker
 
     if settings.resume is not None:
         raise SettingsError("--resume continues folders of images; predict a video again into a new folder")
     rows = heads_for(csv_heads, Path(video).name) if csv_heads else None
-    given = list(settings.head) or ([r[0] for r in rows] if rows else None)
     tracker = HeadTracker()
     target = out / f"{Path(video).stem}_gaze.mp4"
     writer = None
@@ -65,8 +64,9 @@ def predict_video(predictor, video: Path, out: Path, settings, csv_heads: dict, 
         for frame_no, rgb, fps in video_frames(video, settings.every):
             height, width = rgb.shape[:2]
             name = f"{Path(video).name}#{frame_no}"
-            if given:
-                boxes = head_boxes_xyxy_px(width, height, heads=given, cli=True)
+            if settings.head or rows:
+                boxes = (option_boxes_xyxy_px(list(settings.head), width, height) if settings.head
+                         else csv_boxes_xyxy_px(rows, width, height))
                 ids = list(range(len(boxes)))
                 source = "given"
             else:

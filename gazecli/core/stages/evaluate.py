@@ -12,7 +12,7 @@ import numpy as np
 from gazecli.core.data import read_persons
 from gazecli.core.data.images import image_sizes_wh
 from gazecli.core.data.table import PersonTable
-from gazecli.core.errors import DataError
+from gazecli.core.errors import DataError, writing
 from gazecli.core.predictions import Predictions, join_predictions, load_predictions, save_predictions
 from gazecli.core.settings import EvalSettings
 
@@ -31,6 +31,7 @@ def score_predictions(table: PersonTable, predictions: Predictions, auc_resoluti
     from gazecli.core.engine.device import resolve_device
     from gazecli.core.metrics import GazeFollowMeter, VATMeter
 
+    check_scores_finite(table, predictions)
     dev = resolve_device(device)
     if dev.type == "mps":  # the metrics run in float64, which MPS lacks
         dev = torch.device("cpu")
@@ -67,9 +68,20 @@ def score_predictions(table: PersonTable, predictions: Predictions, auc_resoluti
     return result
 
 
+def check_scores_finite(table: PersonTable, predictions: Predictions, where: str = "predictions") -> None:
+    """Metrics refuse NaN / infinite heatmaps and in-frame scores, naming the first such person
+    (a NaN score would sort arbitrarily: an all-NaN inout once scored AP 1.0)."""
+    from gazecli.core.validate import require_finite
+
+    names = [f"{p}, eye ({x:.4f}, {y:.4f})" for p, (x, y) in zip(table.path, table.eye_xy_norm)]
+    require_finite(predictions.heatmap, "the heatmap", names, where)
+    if predictions.inout is not None:
+        require_finite(predictions.inout, "the in-frame score (inout)", names, where)
+
+
 def load_trained_model(checkpoint: Path, device=None):
     """(model in eval mode, checkpoint metadata) from a run folder or a .safetensors file."""
-    from gazecli.core.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from gazecli.core.engine.checkpoint import load_checkpoint, load_weights_into, resolve_checkpoint
     from gazecli.core.models import build_model
 
     path = resolve_checkpoint(checkpoint)
@@ -77,9 +89,15 @@ def load_trained_model(checkpoint: Path, device=None):
     spec = meta.get("model") or {}
     try:
         model = build_model(spec["name"], spec["config"])
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as e:
         raise DataError(f"{path}: a checkpoint of an unknown model ({spec.get('name')!r}: {e})") from None
-    model.load_state_dict(state)
+    load_weights_into(model, state, path.name)
+    try:  # the sample settings every caller rebuilds the preprocessing from
+        from gazecli.core.data.transforms import SampleConfig
+
+        SampleConfig(**{**(meta.get("sample") or {}), "augment": False})
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path.name}: the checkpoint's sample settings are unusable ({e})") from None
     if device is not None:
         model.to(device)
     model.eval()
@@ -137,6 +155,7 @@ def evaluate_checkpoint(settings: EvalSettings, progress: Progress | None = None
     preds = predict_dataset(model_forward(model, meta), dataset, settings.batch_size, device, precision,
                             settings.workers, progress)
     out = settings.out or Path(meta["path"]).parent.parent / f"eval_{settings.split}.json"
+    check_scores_finite(table, preds, Path(meta["path"]).name)  # before writing: no NaN prediction file
     save_predictions(Path(out).with_suffix(".npz"), preds)
     result = score_predictions(table, preds, settings.auc_resolution, settings.device)
     result.update(checkpoint=meta["path"], predictions_file=str(Path(out).with_suffix(".npz")), data=str(settings.data))
@@ -164,6 +183,7 @@ def write_json(path: Path, data: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with writing(path, tmp):
+        tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
     return path

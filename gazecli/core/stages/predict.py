@@ -17,7 +17,7 @@ import numpy as np
 
 from gazecli.core.data.images import read_image_rgb
 from gazecli.core.data.table import PersonTable
-from gazecli.core.errors import DataError, SettingsError
+from gazecli.core.errors import DataError, GazeError, SettingsError
 
 
 @dataclass
@@ -239,12 +239,18 @@ def run_predict(settings, progress=None, warn=None) -> dict:
             raise SettingsError(f"--resume {out}: not a gaze predict output folder (no predictions.jsonl)")
     else:
         out = new_run_dir(settings.project, "predict", check_run_name(settings.name))
-    if kind == "video":
-        from gazecli.core.predict.video import predict_video
+    try:
+        if kind == "video":
+            from gazecli.core.predict.video import predict_video
 
-        result = predict_video(predictor, files[0], out, settings, csv_heads, progress)
-    else:
-        result = _predict_images(predictor, files, out, settings, csv_heads, progress)
+            result = predict_video(predictor, files[0], out, settings, csv_heads, progress)
+        else:
+            result = _predict_images(predictor, files, out, settings, csv_heads, progress)
+    except GazeError:
+        jsonl = out / "predictions.jsonl"
+        if settings.resume is None and (not jsonl.is_file() or jsonl.stat().st_size == 0):
+            _discard(out)  # failed before any result: no folder that looks like one
+        raise
     result.update(out=out, kind=kind, warning=predictor.warning,
                   detected=not settings.head and not csv_heads, detector=predictor.detector_name)
     if result["detected"]:
@@ -256,7 +262,7 @@ def _predict_images(predictor: Predictor, files: list[Path], out: Path, settings
                     progress=None) -> dict:
     import cv2
 
-    from gazecli.core.predict.boxes import head_boxes_xyxy_px, heads_for
+    from gazecli.core.predict.boxes import csv_boxes_xyxy_px, heads_for, option_boxes_xyxy_px
     from gazecli.core.predict.images import overlay_path
     from gazecli.core.predict.outputs import HeatmapShards, PredictionLog, draw_overlay
 
@@ -281,23 +287,19 @@ def _predict_images(predictor: Predictor, files: list[Path], out: Path, settings
                 rows = heads_for(csv_heads, relative) if csv_heads else None
                 eyes = None
                 if settings.head:
-                    boxes = head_boxes_xyxy_px(width, height, heads=list(settings.head), cli=True)
+                    boxes = option_boxes_xyxy_px(list(settings.head), width, height)  # bad: a SettingsError
                 elif rows is not None:
-                    boxes = head_boxes_xyxy_px(width, height, heads=[r[0] for r in rows], cli=True)
+                    boxes = csv_boxes_xyxy_px(rows, width, height)
                     eyes = [r[1] for r in rows]
                 else:
                     boxes = None
-            except DataError as e:  # undecodable: recorded, the folder goes on
+            except DataError as e:  # undecodable image, or a CSV box that misses it: recorded, the folder goes on
+                if len(relatives) == 1:
+                    raise  # one input and it failed: its own error
                 n_errors += 1
                 log.write([{"path": relative, "error": str(e)}])
                 if progress:
                     progress(k + 1, len(relatives))
-                continue
-            except SettingsError as e:
-                if len(relatives) == 1 or settings.head:
-                    raise  # a bad --head is the user's option, not one bad file
-                n_errors += 1
-                log.write([{"path": relative, "error": str(e)}])
                 continue
             n_read += 1
             if boxes is None:
@@ -326,6 +328,8 @@ def _predict_images(predictor: Predictor, files: list[Path], out: Path, settings
         records = list(log.records)
     if n_read == 0 and n_skipped == 0:
         first = next((r for r in records if "error" in r), None)
+        if settings.resume is None:
+            _discard(out)  # nothing but error lines
         raise DataError(f"none of the {len(relatives)} input image(s) could be read"
                         + (f" (first: {first['error']})" if first else ""))
     written: list[Path] = [out / "predictions.jsonl"]
@@ -336,3 +340,12 @@ def _predict_images(predictor: Predictor, files: list[Path], out: Path, settings
     return {"records": [r for r in records if "person" in r], "errors": [r for r in records if "error" in r],
             "n_inputs": len(relatives), "n_errors": n_errors, "n_skipped": n_skipped,
             "no_face": no_face, "files": overlays[:3] + written, "n_overlays": len(overlays)}
+
+
+def _discard(out: Path) -> None:
+    """Remove an output folder this run created when nothing could be predicted into it."""
+    (out / "predictions.jsonl").unlink(missing_ok=True)
+    try:
+        out.rmdir()
+    except OSError:
+        pass  # something else is in it: leave it

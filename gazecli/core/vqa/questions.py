@@ -36,7 +36,6 @@ normalised image (x to the right, y down).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -286,13 +285,14 @@ def read_qa(root: Path, split: str) -> list[dict]:
     sidecar when that file is missing (a world written before QA pairs existed)."""
     from gazecli.core.data.gazeworld import SIDECAR_NAMES
     from gazecli.core.errors import DataError
+    from gazecli.core.safe_read import read_json_lines
 
     root = Path(root)
     path = root / QA_NAMES[split]
     if path.is_file():
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return read_json_lines(path, "question-answer file")
     sidecar = root / SIDECAR_NAMES[split]
     if not sidecar.is_file():
         raise DataError(f"{root}: no {QA_NAMES[split]} or {SIDECAR_NAMES[split]}: not a GazeWorld "
                         f"(write one with gaze data synth)")
-    return [qa_record(json.loads(line)) for line in sidecar.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [qa_record(r) for r in read_json_lines(sidecar, "GazeWorld sidecar")]
