@@ -54,9 +54,9 @@ def test_numbers_out_are_plain_python(predictor, scene):
 @pytest.mark.parametrize("kwargs,message", [
     ({"heads": [(5, 6, 12, 14)]}, "heads[0] (5, 6, 12, 14): expected an 'x,y,w,h' string"),
     ({"heads": ["5,6,12"]}, "heads[0] '5,6,12': expected x,y,w,h in pixels"),
-    ({"heads": ["nan,6,12,14"]}, "NaN or infinite"),
-    ({"heads_xywh_px": [(5, 6, float("nan"), 14)]}, "heads_xywh_px[0]: NaN or infinite coordinate"),
-    ({"heads_xyxy_px": [(5, 6, math.inf, 14)]}, "heads_xyxy_px[0]: NaN or infinite coordinate"),
+    ({"heads": ["nan,6,12,14"]}, "heads[0] 'nan,6,12,14': x, y, w and h must be finite numbers"),
+    ({"heads_xywh_px": [(5, 6, float("nan"), 14)]}, "heads_xywh_px[0]: x, y, w and h must be finite numbers"),
+    ({"heads_xyxy_px": [(5, 6, math.inf, 14)]}, "heads_xyxy_px[0]: x1, y1, x2 and y2 must be finite numbers"),
     ({"heads_xywh_px": [(5, 6, 0, 14)]}, "heads_xywh_px[0]: width and height must be positive"),
     ({"heads": ["5,6,12,-3"]}, "width and height must be positive"),
     # the case: an x,y,w,h box handed over as corners is inverted, and said so

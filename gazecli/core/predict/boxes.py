@@ -19,12 +19,6 @@ from gazecli.core.errors import DataError, SettingsError
 CONVENTIONS = ("heads", "heads_xywh_px", "heads_xyxy_px")
 
 
-def plain(value: float) -> str:
-    """A number as people write it (never `np.float64(...)`)."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() else f"{value:.6g}"
-
-
 def _numbers(box, label: str) -> list[float]:
     if isinstance(box, (str, bytes)) or not isinstance(box, Sequence) and not hasattr(box, "__len__"):
         raise SettingsError(f"{label}: expected 4 numbers, got {box!r}")
@@ -34,8 +28,6 @@ def _numbers(box, label: str) -> list[float]:
         raise SettingsError(f"{label}: expected 4 numbers, got {list(box)!r}") from None
     if len(values) != 4:
         raise SettingsError(f"{label}: expected 4 numbers, got {len(values)}")
-    if not all(math.isfinite(v) for v in values):
-        raise SettingsError(f"{label}: NaN or infinite coordinate ({', '.join(plain(v) if math.isfinite(v) else str(v) for v in values)})")
     return values
 
 
@@ -58,7 +50,8 @@ def checked_xyxy(x1: float, y1: float, x2: float, y2: float, width: int, height:
     """Validate one corner box against a width x height image and clip it to the image."""
     values = (x1, y1, x2, y2)
     if not all(math.isfinite(v) for v in values):
-        raise error(f"{label}: NaN or infinite coordinate")
+        names = "x, y, w and h" if as_xywh else "x1, y1, x2 and y2"
+        raise error(f"{label}: {names} must be finite numbers")
     if x2 <= x1 or y2 <= y1:
         if as_xywh:
             raise error(f"{label}: width and height must be positive")
