@@ -30,6 +30,16 @@ WEIGHTS = "weights"
 SETTINGS = "settings.toml"
 
 
+class _File:
+    """A file of the run folder: `run.<attribute>` is its path."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, run, owner=None):
+        return self if run is None else run.path / self.name
+
+
 class RunDir:
     """The files of one run. Only the main process writes."""
 
@@ -47,33 +57,16 @@ class RunDir:
     def is_run(path: Path) -> bool:
         return (Path(path) / SETTINGS).is_file()
 
-    @property
-    def settings_file(self) -> Path:
-        return self.path / SETTINGS
-
-    @property
-    def test_metrics_json(self) -> Path:
-        return self.path / "test_metrics.json"
-
-    @property
-    def ddp_check_json(self) -> Path:
-        return self.path / "ddp_check.json"
+    settings_file = _File(SETTINGS)  # the resolved settings, read back by --resume
+    metrics_csv = _File("metrics.csv")  # one row per epoch
+    steps_csv = _File("steps.csv")  # one row per optimiser step
+    curves_png = _File("curves.png")
+    test_metrics_json = _File("test_metrics.json")  # the test split, scored once with the best weights
+    ddp_check_json = _File("ddp_check.json")  # under torchrun: each rank's shard and final weights
 
     def eval_json(self, split: str) -> Path:
         """Where `gaze eval --checkpoint` writes its metrics (the predictions go beside, .npz)."""
         return self.path / f"eval_{split}.json"
-
-    @property
-    def metrics_csv(self) -> Path:
-        return self.path / "metrics.csv"
-
-    @property
-    def steps_csv(self) -> Path:
-        return self.path / "steps.csv"
-
-    @property
-    def curves_png(self) -> Path:
-        return self.path / "curves.png"
 
     def last(self) -> Path:
         return self.weights / "last.safetensors"
