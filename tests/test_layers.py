@@ -178,3 +178,15 @@ def test_no_module_over_450_lines():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450 and p.name != "gazeworld.py"}
     assert not long, long
+
+
+def test_docstrings_point_inside_the_repository():
+    # documents outside the repository (issues, the specification, working notes) are not cited
+    import re
+
+    outside = re.compile(r"method-spec|gazeworld-notes|anchors §|§\d|\bissue \d")
+    cited = [f"{p.relative_to(PACKAGE)}:{i}" for p in PACKAGE.rglob("*.py")
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if outside.search(line)]
+    assert not cited, cited
+    for doc in ("design.md", "formats.md", "compat.md"):
+        assert (PACKAGE.parent / "docs" / doc).is_file()
