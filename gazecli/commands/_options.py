@@ -114,7 +114,14 @@ def settings_command(app: typer.Typer, name: str, settings_cls: type[GazeSetting
             if print_config:
                 typer.echo(to_toml(settings), nl=False)
                 return None
-            return run(settings)
+            from gazecli.core.settings import option_sources
+            from gazecli.core.settings.option_source import activate, deactivate
+
+            token = activate(option_sources(settings_cls, flags, config))  # errors name --x / GAZE_X / file: x
+            try:
+                return run(settings)
+            finally:
+                deactivate(token)
 
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
