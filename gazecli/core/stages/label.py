@@ -1,0 +1,171 @@
+"""`gaze label`: the labelling page over a folder of images, and `--export` (docs/labelling.md).
+
+The suggestion model is loaded through the package's public `gazecli.Predictor`; everything else
+is the library in `gazecli.core.label`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from gazecli.core.errors import DataError
+from gazecli.core.label.session import META_NAME, LabelSession, list_images
+
+Progress = Callable[[int, int], None]
+
+
+def images_folder(settings) -> Path:
+    """IMAGES, or the folder ROOT already labels (ROOT/label.json)."""
+    if settings.images is not None:
+        return Path(settings.images)
+    return Path(json.loads((Path(settings.out) / META_NAME).read_text(encoding="utf-8"))["images"])
+
+
+def read_suggested_heads(path: Path) -> dict[str, list[list[float]]]:
+    """CSV `file,x,y,w,h` (pixels; header optional; several rows per image) -> {file: [xyxy boxes]};
+    `file` is the image's path relative to IMAGES, or its bare name."""
+    heads: dict[str, list[list[float]]] = {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        for line_no, row in enumerate(csv.reader(f), start=1):
+            if not row or row[0].strip().lower() in ("file", "image"):
+                continue
+            try:
+                x, y, w, h = (float(v) for v in row[1:5])
+                if len(row) != 5 or w <= 0 or h <= 0:
+                    raise ValueError
+            except ValueError:
+                raise DataError(f"{Path(path).name}:{line_no}: expected file,x,y,w,h with a positive width and height") from None
+            heads.setdefault(row[0].strip().replace("\\", "/"), []).append([x, y, x + w, y + h])
+    return heads
+
+
+class ModelSuggester:
+    """Suggestions from a trained student: head boxes (--heads-csv, else detected faces) with their
+    predicted gaze, and the gaze of any head box the user draws. Results are cached per image."""
+
+    def __init__(self, checkpoint: Path, images_dir: Path, device: str = "auto", heads: dict | None = None):
+        from gazecli import Predictor
+        from gazecli.core.data.images import read_image_rgb
+
+        self.predictor = Predictor(checkpoint, device=device)
+        self.images_dir = Path(images_dir)
+        self.heads = heads
+        self._read = read_image_rgb
+        self._cache: dict[str, list[dict]] = {}
+        self._rgb: dict[str, np.ndarray] = {}
+
+    def rgb(self, key: str) -> np.ndarray:
+        if key not in self._rgb:
+            if len(self._rgb) > 8:
+                self._rgb.pop(next(iter(self._rgb)))
+            self._rgb[key] = self._read(self.images_dir / key)
+        return self._rgb[key]
+
+    def head_boxes(self, key: str) -> list[list[float]] | None:
+        """Known head boxes of an image (None: detect them)."""
+        if self.heads is None:
+            return None
+        return self.heads.get(key, self.heads.get(Path(key).name, []))
+
+    def _predict(self, key: str, boxes: list[list[float]] | None) -> list:
+        heads = None if boxes is None else [f"{b[0]},{b[1]},{b[2] - b[0]},{b[3] - b[1]}" for b in boxes]
+        if heads == []:
+            return []
+        return self.predictor.predict(self.rgb(key), heads, name=key)
+
+    @staticmethod
+    def _person(p) -> dict:
+        return {"head_box_xyxy_px": [round(float(v), 2) for v in p.head_box_xyxy_px],
+                "gaze_xy_px": [round(float(v), 2) for v in p.point_xy_px],
+                "inout": None if p.inout is None else round(float(p.inout), 4)}
+
+    def persons(self, key: str) -> list[dict]:
+        if key not in self._cache:
+            self._cache[key] = [self._person(p) for p in self._predict(key, self.head_boxes(key))]
+        return self._cache[key]
+
+    def gaze(self, key: str, head_box_xyxy_px: list[float]) -> dict:
+        person = self._person(self._predict(key, [head_box_xyxy_px])[0])
+        return {"gaze_xy_px": person["gaze_xy_px"], "inout": person["inout"]}
+
+    def points_norm(self, rgb: np.ndarray, boxes_xyxy_px: np.ndarray) -> np.ndarray:
+        """(N, 2) predicted gaze points, normalised, for given head boxes (the uncertainty's predictor)."""
+        heads = [f"{b[0]},{b[1]},{b[2] - b[0]},{b[3] - b[1]}" for b in np.asarray(boxes_xyxy_px, dtype=float)]
+        return np.array([p.point_xy_norm for p in self.predictor.predict(rgb, heads)], dtype=np.float64).reshape(-1, 2)
+
+    def uncertainty(self, key: str) -> float | None:
+        """Mean flip disagreement over the image's suggested persons (None: no head known)."""
+        from gazecli.core.label.uncertainty import flip_disagreement
+
+        boxes = [p["head_box_xyxy_px"] for p in self.persons(key)]
+        if not boxes:
+            return None
+        return float(flip_disagreement(self.points_norm, self.rgb(key), np.array(boxes)).mean())
+
+
+def labelling_order(settings, keys: list[str], suggester: ModelSuggester | None,
+                    progress: Progress | None = None) -> list[str]:
+    if settings.order == "random":
+        return [keys[i] for i in np.random.default_rng([settings.seed, 3]).permutation(len(keys))]
+    if settings.order == "uncertain":
+        from gazecli.core.label.uncertainty import uncertain_order
+
+        scores = {}
+        for i, key in enumerate(keys):
+            scores[key] = suggester.uncertainty(key)
+            if progress is not None:
+                progress(i + 1, len(keys))
+        return uncertain_order(keys, scores)
+    return list(keys)
+
+
+def open_session(settings, progress: Progress | None = None, lock: bool = True):
+    """(session, suggester or None) for the settings."""
+    folder = images_folder(settings)
+    suggester = None
+    if settings.checkpoint is not None:
+        heads = read_suggested_heads(settings.heads_csv) if settings.heads_csv is not None else None
+        suggester = ModelSuggester(settings.checkpoint, folder, settings.device, heads)
+    order = labelling_order(settings, list_images(folder), suggester, progress)
+    return LabelSession(folder, settings.out, order=order, lock=lock), suggester
+
+
+def run_export(settings) -> dict:
+    """`gaze label --export`: the dataset of the finished images (ROOT/dataset)."""
+    from gazecli.core.label.export import export_dataset
+
+    session = LabelSession(images_folder(settings), settings.out)
+    try:
+        return export_dataset(session, test_fraction=settings.test_fraction, seed=settings.seed)
+    finally:
+        session.close()
+
+
+def run_label(settings, on_ready: Callable[[str, LabelSession], None], opened=None) -> LabelSession:
+    """Serve the page on 127.0.0.1 until interrupted; `on_ready(url, session)` once it listens.
+    `opened`: what `open_session(settings)` returned (opened here when None)."""
+    from gazecli.core.label.server import build_app, loopback_socket, serve
+
+    session, suggester = opened if opened is not None else open_session(settings)
+    try:
+        app = build_app(session, suggester, {"test_fraction": settings.test_fraction, "seed": settings.seed},
+                        settings.order)
+        sock = loopback_socket(settings.port)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+
+        def started() -> None:
+            on_ready(url, session)
+            if settings.open:
+                import webbrowser
+
+                webbrowser.open(url)
+
+        serve(app, sock, started)
+    finally:
+        session.close()
+    return session
