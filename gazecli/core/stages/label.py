@@ -149,7 +149,12 @@ def run_export(settings) -> dict:
 def run_label(settings, on_ready: Callable[[str, LabelSession], None], opened=None) -> LabelSession:
     """Serve the page on 127.0.0.1 until interrupted; `on_ready(url, session)` once it listens.
     `opened`: what `open_session(settings)` returned (opened here when None)."""
-    from gazecli.core.label.server import build_app, loopback_socket, serve
+    try:
+        from gazecli.core.label.server import build_app, loopback_socket, serve
+    except ModuleNotFoundError as e:
+        from gazecli.core.errors import SettingsError
+
+        raise SettingsError(f"gaze label needs {e.name}: pip install 'gazecli[label]'") from None
 
     session, suggester = opened if opened is not None else open_session(settings)
     try:
