@@ -140,7 +140,7 @@ function render() {
   if (p) {
     $("bar-fill").style.width = `${(100 * (p.done + p.skipped)) / Math.max(1, p.images)}%`;
     $("progress").textContent = `${p.done} / ${p.images} images done` + (p.skipped ? `, ${p.skipped} skipped` : "") +
-      ` · ${p.persons} persons labelled` + (p.persons_outside ? ` (${p.persons_outside} outside)` : "");
+      ` · ${p.persons} person${p.persons === 1 ? "" : "s"} labelled` + (p.persons_outside ? ` (${p.persons_outside} outside)` : "");
   }
   draw();
   window.gazeLabel.key = entry.key;
@@ -315,7 +315,8 @@ $("fit").onclick = () => setZoom(S.fit ? 1 : fitZoom(), !S.fit);
 $("export").onclick = () => enqueue(exportDataset);
 window.addEventListener("resize", () => { if (S.fit && S.img) setZoom(fitZoom(), true); });
 
-window.gazeLabel = { ready: false, zoom: 1, key: null, idle: () => queue };
+// for scripts and tests: the page's state, and a promise that resolves once every queued action is done
+window.gazeLabel = { ready: false, zoom: 1, key: null, idle: () => queue, pendingFirst: () => pending()[0] || null };
 
 enqueue(async () => {
   const state = await api("GET", "/api/state");
