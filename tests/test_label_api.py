@@ -301,3 +301,15 @@ def test_flip_disagreement_is_zero_for_a_mirror_consistent_model_and_the_gap_oth
     # the gap is (width + 20) / 100
     assert flip_disagreement(looks_right_of_head, rgb, boxes) == pytest.approx([0.3, 0.4])
     assert uncertain_order(["a", "b", "c", "d"], {"a": 0.1, "b": None, "c": 0.5, "d": 0.1}) == ["c", "a", "d", "b"]
+
+
+def test_label_help_imports_neither_the_web_stack_nor_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom gazecli.cli import main\n"
+            "for args in (['--help'], ['label', '--help']):\n"
+            "    try:\n        main(args)\n    except SystemExit as e:\n        assert e.code == 0, e.code\n"
+            "print('HEAVY', [m for m in ('torch', 'starlette', 'uvicorn', 'numpy') if m in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out and "--checkpoint" in out and "--export" in out
