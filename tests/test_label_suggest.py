@@ -108,3 +108,32 @@ def test_uncertain_order_puts_the_largest_flip_disagreement_first(trained, tmp_p
     again, _ = open_session(again_settings)
     again.close()
     assert first.order == again.order and sorted(first.order) == sorted(again.order)
+
+
+def test_accepting_every_suggestion_exports_a_dataset_train_student_reads(trained, tmp_path):
+    checkpoint, images, heads_csv = trained
+    settings = LabelSettings(images=images, out=tmp_path / "labels", checkpoint=checkpoint, heads_csv=heads_csv,
+                             device="cpu")
+    session, suggester = open_session(settings)
+    try:
+        client = TestClient(build_app(session, suggester, {"seed": 1}))
+        n = 0
+        for key in session.order:
+            for p in client.get("/api/suggest", params={"key": key}).json()["persons"]:
+                inout = 1 if p["inout"] is None or p["inout"] >= 0.5 else 0
+                r = client.post("/api/action", json={"tab": "t", "op": "person", "image": key, "inout": inout,
+                                                     "head_box_xyxy_px": p["head_box_xyxy_px"],
+                                                     "gaze_xy_px": p["gaze_xy_px"] if inout else None})
+                assert r.status_code == 200, r.text
+                n += 1
+            assert client.post("/api/action", json={"tab": "t", "op": "done", "image": key}).status_code == 200
+        summary = client.post("/api/export", json={"tab": "t"}).json()
+        assert summary["images"] == 6 and summary["train_persons"] + summary["test_persons"] == n
+    finally:
+        session.close()
+    dataset = tmp_path / "labels" / "dataset"
+    code, _, err = run_cli("train-student", "--data", dataset, "--ratio", "1.0", *TINY, "--batch-size", "2",
+                           "--project", tmp_path, "--name", "s")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "train-student" / "s" / "test_metrics.json").read_text())
+    assert metrics["n"] == summary["test_persons"] and 0 <= metrics["auc"] <= 1
