@@ -313,3 +313,11 @@ def test_label_help_imports_neither_the_web_stack_nor_torch():
             "print('HEAVY', [m for m in ('torch', 'starlette', 'uvicorn', 'numpy') if m in sys.modules])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out and "--checkpoint" in out and "--export" in out
+
+
+def test_a_labelled_image_that_disappeared_is_named(images, client, session):
+    post(client, "head", "b.png", head_box_xyxy_px=[5, 5, 20, 22])
+    session.close()
+    (images / "b.png").unlink()
+    with pytest.raises(DataError, match=r"journal.jsonl:1: b.png was labelled but is no longer in"):
+        LabelSession(images, session.root)

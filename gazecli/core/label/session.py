@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gazecli.core.data.images import image_size_wh
 from gazecli.core.errors import DataError
 from gazecli.core.label.journal import Journal
 
@@ -138,8 +139,6 @@ class LabelSession:
         keys = list_images(self.images_dir)
         self._write_meta(keys)
         self.images: dict[str, ImageState] = {}
-        from gazecli.core.data.images import image_size_wh
-
         for key in keys:
             w, h = image_size_wh(self.images_dir / key)
             self.images[key] = ImageState(key, w, h)
@@ -150,7 +149,11 @@ class LabelSession:
             try:
                 self._apply(event)
             except LabelError as e:
-                raise DataError(f"{self.journal.path.name}:{number}: cannot replay ({e})") from None
+                where = f"{self.journal.path.name}:{number}"
+                if e.status == 404:
+                    raise DataError(f"{where}: {event.get('image')} was labelled but is no longer in "
+                                    f"{self.images_dir}; put it back") from None
+                raise DataError(f"{where}: cannot replay ({e})") from None
         self.tab: str | None = None
         self.tab_seen = 0.0
 
