@@ -16,7 +16,6 @@ Any change to an image's persons reopens it (clears `done` and `skip`).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -159,6 +158,10 @@ class LabelSession:
 
     # ------------------------------------------------------------------ files
     def _take_lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory lock (one server per folder is then up to you)
+            return
         f = open(self.root / LOCK_NAME, "a+")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
