@@ -18,8 +18,9 @@ from gazecli.core.data.gazefollow import read_gazefollow  # noqa: E402
 from gazecli.core.data.gazeworld import synthesize_gazeworld  # noqa: E402
 from gazecli.core.label.server import build_app  # noqa: E402
 from gazecli.core.label.session import LabelSession  # noqa: E402
-from gazecli.core.label.settings import LabelSettings  # noqa: E402
-from gazecli.core.stages.label import ModelSuggester, open_session, read_suggested_heads  # noqa: E402
+from gazecli.core.label.suggest import ModelSuggester, read_suggested_heads  # noqa: E402
+from gazecli.core.settings import LabelSettings  # noqa: E402
+from gazecli.core.stages.label import open_session  # noqa: E402
 from tests.helpers import run_cli  # noqa: E402
 
 TINY = ["--input-size", "64", "--face-size", "16", "--heatmap-size", "16", "--sigma", "1.0", "--batch-size", "8",

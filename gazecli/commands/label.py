@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from gazecli.commands._options import settings_command
-from gazecli.core.label.settings import LabelSettings
+from gazecli.core.settings import LabelSettings
 
 app = typer.Typer(name="label", add_completion=False)
 

@@ -8,6 +8,8 @@ import numpy as np
 
 from gazecli.core.errors import DataError
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what counts as an image in a folder
+
 
 def read_image_rgb(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB; a missing or undecodable file is a DataError."""

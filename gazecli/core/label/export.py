@@ -1,5 +1,6 @@
 """The finished images of a labelling session as a dataset in the extended GazeFollow layout
-(method-spec §1.1), which `gaze data check` passes and `gaze train-student` reads.
+(docs/labelling.md, "The exported dataset"), which `gaze data check` passes and
+`gaze train-student` reads.
 
 ROOT/dataset/ gets:
 - `train/NNNNNNNN.ext`, `test2/NNNNNNNN.ext`: the images (hard links where the file system allows,
@@ -12,13 +13,14 @@ ROOT/dataset/ gets:
   among the images whose persons all look inside the frame (GazeFollow's test set has no "outside");
   `train-student` holds its own seeded validation images out of the rest.
 
-The folder is written beside as `dataset.tmp` and swapped in, so a crash never leaves half a dataset.
+The folder is written beside as `dataset.tmp` (each file through `core/io.py`) and swapped in, so a
+crash never leaves half a dataset.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 import shutil
 from pathlib import Path
@@ -27,6 +29,7 @@ import numpy as np
 
 from gazecli.core.data.gazefollow import ANNOTATION_FILES
 from gazecli.core.errors import DataError
+from gazecli.core.io import write_json, write_text
 from gazecli.core.label.session import LabelSession
 
 DATASET_FOLDER = "dataset"
@@ -110,17 +113,18 @@ def export_dataset(session: LabelSession, test_fraction: float = 0.2, seed: int 
     files = {}
     for split in ("train", "test"):
         name = ANNOTATION_FILES[split][0]
-        (tmp / name).write_text("".join(r + "\n" for r in rows[split]), encoding="utf-8")
+        write_text(tmp / name, "".join(r + "\n" for r in rows[split]))
         files[split] = name
-    with open(tmp / SOURCES_NAME, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows(sources)
+    sources_csv = io.StringIO(newline="")
+    csv.writer(sources_csv).writerows(sources)
+    write_text(tmp / SOURCES_NAME, sources_csv.getvalue())
     n_train_images = len(done) - len(test)
     summary = {"dataset": str(out), "images": len(done), "train_images": n_train_images, "test_images": len(test),
                "train_persons": len(rows["train"]), "test_persons": len(rows["test"]),
                "outside_persons": sum(p.inout == 0 for s in done for p in s.persons),
                "test_fraction": test_fraction, "seed": seed, "skipped_images": sum(s.skipped for s in session.images.values()),
                "unfinished_images": sum(s.status in ("open", "todo") for s in session.images.values())}
-    (tmp / "label_export.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json(tmp / "label_export.json", summary)
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():

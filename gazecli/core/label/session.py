@@ -17,18 +17,17 @@ Any change to an image's persons reopens it (clears `done` and `skip`).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from gazecli.core.data.images import image_size_wh
+from gazecli.core.data.images import IMAGE_SUFFIXES, image_size_wh
 from gazecli.core.errors import DataError
+from gazecli.core.io import write_json
 from gazecli.core.label.journal import Journal
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 META_NAME = "label.json"
 LOCK_NAME = ".label.lock"
 EDIT_OPS = ("head", "gaze", "outside", "person")
@@ -184,9 +183,7 @@ class LabelSession:
                 raise DataError(f"{self.root} labels the images of {old.get('images')}, not {self.images_dir.resolve()} "
                                 f"(use another --out)")
             return
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_json(path, meta)
 
     # ------------------------------------------------------------------ tabs
     def claim(self, tab: str, now: float | None = None) -> None:

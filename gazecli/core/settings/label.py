@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gazecli.core.settings import Device, ExistingFile, GazeSettings, cli
+from gazecli.core.settings.base import Device, ExistingFile, GazeSettings, cli
 
 
 class LabelSettings(GazeSettings):
