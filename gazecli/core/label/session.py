@@ -68,7 +68,7 @@ class ImageState:
     persons: list[Person] = field(default_factory=list)
     done: bool = False
     skipped: bool = False
-    history: list[tuple[str, int, Person | None]] = field(default_factory=list)  # for undo
+    history: list[tuple[str, int]] = field(default_factory=list)  # (op, person index) for undo
 
     @property
     def status(self) -> str:
@@ -258,19 +258,19 @@ class LabelSession:
             image.done = image.skipped = False
         if op == "head":
             image.persons.append(Person(list(event["head_box_xyxy_px"])))
-            image.history.append(("head", len(image.persons) - 1, None))
+            image.history.append(("head", len(image.persons) - 1))
         elif op == "person":
             image.persons.append(Person(list(event["head_box_xyxy_px"]), event.get("gaze_xy_px"), event["inout"],
                                         event.get("source", "suggested")))
-            image.history.append(("person", len(image.persons) - 1, None))
+            image.history.append(("person", len(image.persons) - 1))
         elif op in ("gaze", "outside"):
             index = next(i for i, p in enumerate(image.persons) if not p.complete)
             person = image.persons[index]
             person.gaze_xy_px = list(event["gaze_xy_px"]) if op == "gaze" else None
             person.inout = 1 if op == "gaze" else 0
-            image.history.append((op, index, None))
+            image.history.append((op, index))
         elif op == "undo":
-            kind, index, _ = image.history.pop()
+            kind, index = image.history.pop()
             if kind in ("head", "person"):
                 image.persons.pop(index)
             else:
