@@ -4,12 +4,14 @@ Importing this package is cheap: torch, torchvision and transformers are importe
 functions that need them.
 """
 
-__version__ = "0.1.0"
+from gazecli._version import __version__
+
+__all__ = ["Predictor", "__version__"]
 
 
 def __getattr__(name: str):
     if name == "Predictor":  # `from gazecli import Predictor` without importing torch up front
-        from gazecli.core.stages.predict import Predictor
+        from gazecli.core.predict.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'gazecli' has no attribute {name!r}")

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gradcam": ("gazecli.commands.gradcam", "VQA Grad-CAM pseudo-annotations: batched, resumable, sharded store."),
     "train-diffusion": ("gazecli.commands.train_diffusion", "Train the diffusion annotation prior (conditional heatmap DDPM) on the labelled split."),
     "mean-teacher": ("gazecli.commands.mean_teacher", "Train the diffusion prior with Mean Teacher on labelled and unlabelled persons."),
+    "label": ("gazecli.commands.label", "Label your own images in the browser (head boxes, gaze points); export a GazeFollow-layout dataset."),
 }
 
 
@@ -73,7 +74,7 @@ def _root(
     version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True),
 ) -> None:
     if version:
-        from gazecli import __version__
+        from gazecli._version import __version__
 
         typer.echo(f"gazecli {__version__}")
         raise typer.Exit()

@@ -973,7 +973,7 @@ def baseline_read_only(tmp):
 
 @case(OUTPUTS)
 def eval_metrics_disk_full(tmp):
-    import gazecli.core.stages.evaluate as evaluate
+    import gazecli.core.io as evaluate  # where eval's metrics JSON is written (gazecli.core.io.write_json)
 
     root = gf(tmp)
     out = tmp / "m.json"

@@ -38,29 +38,3 @@ def location(path, line: int | None = None) -> str:
 
     name = Path(path).name
     return f"{name}:{line}" if line is not None else name
-
-
-class writing:
-    """`with writing(final, tmp):` an OSError raised inside names `final` (a full disk or a
-    read-only folder raise one without a file name), and `tmp`, a partly written file, is removed,
-    so a failed write never leaves something that looks complete."""
-
-    def __init__(self, final, tmp=None):
-        self.final, self.tmp = final, tmp
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, tb):
-        if error is None:
-            return False
-        if self.tmp is not None:
-            try:
-                import os
-
-                os.unlink(self.tmp)
-            except OSError:
-                pass
-        if isinstance(error, OSError) and not isinstance(error, BrokenPipeError) and error.filename is None:
-            raise OSError(error.errno, error.strerror or str(error), str(self.final)) from None
-        return False

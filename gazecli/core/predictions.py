@@ -10,14 +10,14 @@ Persons are joined to the annotations on (path, eye) with tolerance 1e-4.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gazecli.core.data.table import PersonTable
-from gazecli.core.errors import DataError, writing
+from gazecli.core.errors import DataError
+from gazecli.core.io import write_arrays
 
 JOIN_TOLERANCE = 1e-4
 
@@ -45,12 +45,7 @@ def save_predictions(file: Path, predictions: Predictions) -> Path:
               "heatmap": np.asarray(predictions.heatmap, dtype=np.float32)}
     if predictions.inout is not None:
         arrays["inout"] = np.asarray(predictions.inout, dtype=np.float32)
-    tmp = file.with_name(file.name + ".tmp")
-    with writing(file, tmp):  # a failed write (disk full, read-only) names the file and leaves nothing behind
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, file)
-    return file
+    return write_arrays(file, arrays, compressed=True)
 
 
 ACCEPTED = "a .npz with path (N,) str, eye (N, 2), heatmap (N, h, w) numbers and optional inout (N,) numbers"

@@ -55,6 +55,8 @@ def _check_pixels(path: Path, size_wh: tuple[int, int]) -> tuple[int, int]:
                         f"(raise it with {MAX_PIXELS_ENV} or --max-image-pixels if the image is genuine)")
     return w, h
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what counts as an image in a folder
+
 
 def read_image_rgb(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB; a missing or undecodable file is a DataError."""

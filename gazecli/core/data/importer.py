@@ -30,6 +30,7 @@ import numpy as np
 from gazecli.core.data.gazefollow import safe_relative_path
 from gazecli.core.data.images import image_size_wh
 from gazecli.core.errors import DataError, SettingsError
+from gazecli.core.io import write_text
 
 CSV_COLUMNS = ("image", "head_x", "head_y", "head_w", "head_h", "gaze_x", "gaze_y")
 OUTSIDE = "outside"
@@ -220,9 +221,7 @@ def import_labels(file: Path, images: Path, out: Path, test_fraction: float = 0.
     for split, file_name in (("train", "train_annotations_release.txt"), ("test", "test_annotations_release.txt")):
         path = out / file_name
         if lines[split]:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("\n".join(lines[split]) + "\n", encoding="utf-8")
-            tmp.replace(path)
+            write_text(path, "\n".join(lines[split]) + "\n")
             written.append(path)
         elif path.exists():
             path.unlink()  # --force over an earlier import: no stale split

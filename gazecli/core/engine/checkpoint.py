@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from gazecli.core.errors import DataError, writing
+from gazecli.core.errors import DataError
+from gazecli.core.io import write_file, write_json
 
 STATE_PREFIX = "__state__/"
 META_KEY = "gazecli"
@@ -72,24 +73,21 @@ def save_checkpoint(path: Path, model_state: dict, meta: dict, state: dict | Non
     tensors = {k: v.detach().cpu().contiguous() for k, v in model_state.items()}
     structure = _flatten(STATE_PREFIX, state, tensors) if state is not None else None
     header = {META_KEY: json.dumps({"meta": meta, "state": structure})}
-    tmp = path.with_name(path.name + ".tmp")
-    with writing(path, tmp):  # a full disk or read-only folder: one line naming the file, no .tmp left
+
+    def write_to(tmp: Path) -> None:
         try:
             save_file(tensors, str(tmp), metadata=header)
         except OSError:
             raise
         except Exception as e:  # noqa: BLE001 - safetensors reports I/O failures as SafetensorError
             code = errno.ENOSPC if "No space" in str(e) else errno.EIO
-            raise OSError(code, f"cannot write the checkpoint ({' '.join(str(e).split())[:120]})", str(path)) from None
+            raise OSError(code, f"cannot write the checkpoint ({' '.join(str(e).split())[:120]})") from None
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # safetensors creates its file private; a checkpoint is data
-        os.replace(tmp, path)
-    sidecar = path.with_suffix(".json")
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    with writing(sidecar, tmp):
-        tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, sidecar)
+
+    write_file(path, write_to)  # a full disk or read-only folder: one line naming the file, no .tmp left
+    write_json(path.with_suffix(".json"), meta, default=str)
     return path
 
 
@@ -177,13 +175,14 @@ def load_weights_into(model, state_dict: dict, where: str) -> None:
 
 def resolve_checkpoint(path: Path, prefer: str = "best") -> Path:
     """A run folder -> its weights/best (or last) .safetensors; a file stays itself."""
+    from gazecli.core.engine.runs import RunDir
+
     path = Path(path)
     if path.is_dir():
-        for name in (prefer, "last" if prefer == "best" else "best"):
-            candidate = path / "weights" / f"{name}.safetensors"
-            if candidate.is_file():
-                return candidate
-        raise DataError(f"{path}: no weights/{prefer}.safetensors in this run folder")
+        found = RunDir(path, writable=False).weights_to_load(prefer)
+        if found is None:
+            raise DataError(f"{path}: no weights/{prefer}.safetensors in this run folder")
+        return found
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
     return path

@@ -7,7 +7,7 @@ from gazecli.core.errors import SettingsError
 
 def _where() -> str:
     """--device, GAZE_DEVICE or `file.toml: device`: where the running command's value came from."""
-    from gazecli.core.option_source import option_name
+    from gazecli.core.settings.option_source import option_name
 
     return option_name("device")
 

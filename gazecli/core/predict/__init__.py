@@ -1,3 +1,3 @@
-"""Prediction on the user's own images and videos: input handling, head boxes, head detection and
-tracking, output files. The `Predictor` that runs a model lives in `core/stages/predict.py`;
-see docs/predict.md for the conventions."""
+"""Prediction on the user's own images and videos: the `Predictor` that runs a trained student
+(predictor.py), input handling, head boxes, head detection and tracking, output files; see
+docs/predict.md for the conventions."""

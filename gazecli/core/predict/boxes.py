@@ -94,7 +94,7 @@ def head_boxes_xyxy_px(width: int, height: int, heads: Iterable[str] | None = No
 def option_boxes_xyxy_px(texts: list[str], width: int, height: int) -> list[list[float]]:
     """`--head` values (or GAZE_HEAD / the config file's `head`: named as the user gave them);
     a bad one is a SettingsError."""
-    from gazecli.core.option_source import option_name
+    from gazecli.core.settings.option_source import option_name
 
     out = []
     for text in texts:

@@ -6,11 +6,12 @@ heatmaps in the prediction-file format that `gaze eval --predictions` reads (cor
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from gazecli.core.io import write_text
 
 # BGR colours, one per person (cycled): distinct on photos and on each other
 PALETTE_BGR = [(0, 215, 255), (255, 0, 255), (0, 255, 0), (255, 160, 0), (0, 80, 255), (255, 255, 0),
@@ -70,9 +71,7 @@ class PredictionLog:
                 kept.append(record)
             self.records = kept
             self.done = {r["path"] for r in kept if "path" in r}
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))  # the torn line gone
         self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, records: list[dict]) -> None:

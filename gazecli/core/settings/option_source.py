@@ -4,7 +4,7 @@ A value reaches a command from a flag (`--device`), a `GAZE_*` variable (`GAZE_D
 `--config` TOML file (`run.toml: device`) or the default. `load_settings` records the source of
 every option while a command runs; code that finds a problem later (an unavailable device, a
 head box outside the image) names the option with `option_name("device")`, never a flag the
-user did not type. Pure Python: no pydantic, no torch.
+user did not type. This module imports neither pydantic nor torch.
 """
 
 from __future__ import annotations
