@@ -6,7 +6,7 @@ Supervised mode (`--teacher none`) trains on the labelled part of the split only
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,12 @@ from gazecli.core.stages.evaluate import score_predictions
 def sample_config(settings: TrainSettings, augment: bool) -> SampleConfig:
     return SampleConfig(input_size=settings.input_size, face_size=settings.face_size,
                         heatmap_size=settings.heatmap_size, sigma=settings.sigma, augment=augment)
+
+
+def training_sample_config(settings: TrainStudentSettings, augment: bool) -> SampleConfig:
+    """The training views: under --compat the official Grad-CAM crop and out-of-frame zeroing
+    (docs/compat.md); evaluation views never read the in/out flag."""
+    return replace(sample_config(settings, augment), gradcam_compat=settings.compat)
 
 
 def model_config(settings: TrainStudentSettings) -> dict:
@@ -182,7 +188,7 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
             from gazecli.core.stages.pseudo_cache import CachedTeacher
 
             teacher = CachedTeacher()
-    dataset = GazeDataset(train_table, sample_config(settings, settings.augment), labelled=split.labelled,
+    dataset = GazeDataset(train_table, training_sample_config(settings, settings.augment), labelled=split.labelled,
                           maps=maps, seed=settings.seed, expose_unlabelled_labels=rule == "ground-truth")
     info = env_info()
     for name, value in (("--batch-size", settings.batch_size), ("--labeled-batch-size", settings.labeled_batch_size)):
@@ -277,7 +283,7 @@ def cached_pseudo_labels(settings, train_table, split, maps, teacher, device, re
 
     cache = PseudoLabelCache(settings.pseudo_cache, cache_recipe(settings))
     if not cache.complete():
-        views = GazeDataset(train_table, sample_config(settings, False), labelled=split.labelled, maps=maps,
+        views = GazeDataset(train_table, training_sample_config(settings, False), labelled=split.labelled, maps=maps,
                             seed=settings.seed)
         rows = np.flatnonzero(split.unlabelled)
         if reporter:
