@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gradcam": ("gazecli.commands.gradcam", "VQA Grad-CAM pseudo-annotations: batched, resumable, sharded store."),
     "train-diffusion": ("gazecli.commands.train_diffusion", "Train the diffusion annotation prior (conditional heatmap DDPM) on the labelled split."),
     "mean-teacher": ("gazecli.commands.mean_teacher", "Train the diffusion prior with Mean Teacher on labelled and unlabelled persons."),
+    "import-weights": ("gazecli.commands.import_weights", "Import the authors' released weights (VAT, VAT-GC, diffusion) as a run folder."),
 }
 
 
