@@ -170,6 +170,13 @@ def load_backend(model: str, backend: str = "auto", device: str | Any = "auto", 
 # the interface
 
 
+def beam_options(num_beams: int, length_penalty: float, early_stopping: bool) -> dict:
+    """generate() keywords of a beam search (none for greedy decoding, where they mean nothing)."""
+    if num_beams <= 1:
+        return {}
+    return {"length_penalty": float(length_penalty), "early_stopping": bool(early_stopping)}
+
+
 @dataclass
 class Encoded:
     """A batch prepared by `VQABackend.encode` (backend-specific tensors)."""
@@ -237,8 +244,12 @@ class VQABackend:
 
         return [resize_square(np.asarray(im), self.image_size) for im in images]
 
-    def answer(self, batch: Encoded, num_beams: int = 1, max_new_tokens: int = 10) -> list[list[int]]:
-        """Answer token ids per sample, EOS last when the decoder stopped (no BOS, no padding)."""
+    def answer(self, batch: Encoded, num_beams: int = 1, max_new_tokens: int = 10, length_penalty: float = 1.0,
+               early_stopping: bool = False) -> list[list[int]]:
+        """Answer token ids per sample, EOS last when the decoder stopped (no BOS, no padding).
+        Beam search (num_beams > 1) scores a hypothesis by its summed log-probability divided by
+        length ** length_penalty (0: unnormalised, as the official run); early_stopping: stop once
+        num_beams hypotheses are finished."""
         raise NotImplementedError
 
     def token_attention(self, batch: Encoded, answers: list[list[int]], steps: list[int],
@@ -338,7 +349,7 @@ class BlipBackend(VQABackend):
                                       return_dict=True)
         return out.last_hidden_state  # (B, Tq, D)
 
-    def answer(self, batch, num_beams=1, max_new_tokens=10):
+    def answer(self, batch, num_beams=1, max_new_tokens=10, length_penalty=1.0, early_stopping=False):
         import torch
 
         with torch.no_grad():
@@ -347,7 +358,7 @@ class BlipBackend(VQABackend):
             out = self.model.text_decoder.generate(
                 input_ids=bos, encoder_hidden_states=q, encoder_attention_mask=batch.data["attention_mask"],
                 eos_token_id=self.eos_id, pad_token_id=self.pad_id, num_beams=num_beams,
-                max_new_tokens=max_new_tokens, do_sample=False)
+                max_new_tokens=max_new_tokens, do_sample=False, **beam_options(num_beams, length_penalty, early_stopping))
         return [self._cut_answer(row[1:].tolist(), {self.eos_id}, self.pad_id) for row in out]
 
     def token_attention(self, batch, answers, steps, layers):
@@ -493,13 +504,14 @@ class VLMBackend(VQABackend):
                              f"image (multi-tile image layouts are not supported)")
         return grid
 
-    def answer(self, batch, num_beams=1, max_new_tokens=10):
+    def answer(self, batch, num_beams=1, max_new_tokens=10, length_penalty=1.0, early_stopping=False):
         import torch
 
         prompt_len = batch.data["input_ids"].shape[1]
         with torch.no_grad():
             out = self.model.generate(**batch.data, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                                      do_sample=False, pad_token_id=self.pad_id)
+                                      do_sample=False, pad_token_id=self.pad_id,
+                                      **beam_options(num_beams, length_penalty, early_stopping))
         return [self._cut_answer(row[prompt_len:].tolist(), self.eos_ids, self.pad_id) for row in out]
 
     def token_attention(self, batch, answers, steps, layers):
