@@ -112,6 +112,9 @@ def settings_command(app: typer.Typer, name: str, settings_cls: type[GazeSetting
             if print_config:
                 typer.echo(to_toml(settings), nl=False)
                 return None
+            from gazecli.core.engine.threads import apply_thread_policy
+
+            apply_thread_policy(settings.threads, getattr(settings, "workers", 0))  # before torch loads
             return run(settings)
 
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

@@ -65,6 +65,9 @@ def cli(*, argument: bool = False, short: str | None = None, panel: str | None =
 class GazeSettings(BaseSettings):
     """Base of every command's settings."""
 
+    threads: int = Field(0, ge=0, description="CPU threads (0: the cores this process may use, minus DataLoader "
+                         "workers; OpenMP waits passively; docs/threads.md)", json_schema_extra=cli(panel="Settings"))
+
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         extra="forbid",
@@ -767,8 +770,6 @@ class TrainVQASettings(GazeSettings):
     device: Device = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="mixed precision on CUDA")
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
-    threads: int = Field(0, ge=0, description="CPU threads of torch (0: its default; 1 is often fastest for this tiny "
-                                             "model on a busy machine)")
     checkpoint_every: int = Field(0, ge=0, description="also save weights/last every N steps (0: at epoch ends)")
     project: Path = Field(Path("runs"), description="parent folder of run folders")
     name: str = Field("vqa", description="run folder name (auto-incremented)")
