@@ -250,7 +250,7 @@ def gradcam_throughput(sizes: Sizes, device) -> dict:
     import numpy as np
 
     from gazecli.core.gradcam.backends import load_backend
-    from gazecli.core.gradcam.run import annotate_batch
+    from gazecli.core.stages.gradcam import annotate_batch
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = _blip_folder(Path(tmp) / "blip", sizes.smoke)
@@ -273,7 +273,7 @@ def diffusion_step_ratio(sizes: Sizes, device) -> dict:
     from diffusion_step import Variant  # noqa: E402 - the benchmark next to this file
 
     from gazecli.core.diffusion import HeatmapScheduler
-    from gazecli.core.models.diffusion_unet import DenoiserConfig
+    from gazecli.core.models.configs import DenoiserConfig
 
     ours_cfg = DenoiserConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in sizes.denoiser.items()})
     official_cfg = dataclasses.replace(ours_cfg, attention="legacy", checkpointing=True)

@@ -74,7 +74,7 @@ def _root(
     version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True),
 ) -> None:
     if version:
-        from gazecli import __version__
+        from gazecli._version import __version__
 
         typer.echo(f"gazecli {__version__}")
         raise typer.Exit()

@@ -11,7 +11,7 @@ import pytest
 from gazecli.core.data.gazeworld import synthesize_gazeworld
 from gazecli.core.gradcam.keynoun import key_noun_step, token_char_spans, word_index_step
 from gazecli.core.settings import GradcamSettings, load_settings
-from tests.test_gradcam_tiny import bert_tokenizer, save_tiny_blip
+from tests.tiny_vqa import bert_tokenizer, save_tiny_blip
 
 QUESTION = "What is the person in the green bounding box looking at?"
 
@@ -29,7 +29,7 @@ def test_word_index_mapping_misaligns_multi_piece_words_as_the_official_code():
 
 
 def test_compat_decoding_defaults_and_flags_that_win(tmp_path):
-    from gazecli.core.gradcam.run import decoding_of
+    from gazecli.core.stages.gradcam import decoding_of
 
     base = dict(data=tmp_path, vqa_model="x", out=tmp_path / "o")
     plain = decoding_of(load_settings(GradcamSettings, base))
@@ -72,7 +72,7 @@ def test_beam_search_answers_equal_blip_generate_with_the_same_options(blip):
 
 
 def test_compat_run_records_its_decoding_and_maps_by_word_index(blip, tmp_path):
-    from gazecli.core.gradcam.run import run_gradcam
+    from gazecli.core.stages.gradcam import run_gradcam
     from gazecli.core.gradcam.store import GradcamStore
 
     folder, backend = blip

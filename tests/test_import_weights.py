@@ -76,9 +76,9 @@ def test_vat_gc_with_a_namespace_round_trips(tmp_path):
     result = import_weights(tmp_path / "vatgc.pt", "vat-gc", tmp_path / "run", config=VAT_SMALL)
     assert result["tensors"] == len(state)
 
-    from gazecli.core.stages.evaluate import load_trained_model
+    from gazecli.core.models.registry import load_trained
 
-    imported, meta = load_trained_model(tmp_path / "run")
+    imported, meta = load_trained(tmp_path / "run")[:2]  # what gaze eval / predict --checkpoint do
     assert meta["model"]["name"] == "vat-gc" and meta["imported"]["kind"] == "vat-gc"
     with torch.no_grad():
         a, b = source(*vat_inputs()), imported(*vat_inputs())
@@ -88,13 +88,13 @@ def test_vat_gc_with_a_namespace_round_trips(tmp_path):
 def test_chong_vat_round_trips_and_serves_as_init(tmp_path):
     """Chong et al.'s layout: {'model': state_dict} (weights-only readable)."""
     from gazecli.core.models.init import initialise
-    from gazecli.core.stages.evaluate import load_trained_model
+    from gazecli.core.models.registry import load_trained
 
     source = build_model("vat", VAT_SMALL).eval()
     state = randomised(source, 2)
     torch.save({"model": state}, tmp_path / "chong.pt")
     import_weights(tmp_path / "chong.pt", "vat", tmp_path / "run", config=VAT_SMALL)
-    imported, _ = load_trained_model(tmp_path / "run")
+    imported = load_trained(tmp_path / "run").model
     inputs = vat_inputs(1)[:3]
     with torch.no_grad():
         assert torch.equal(source(*inputs)["heatmap"], imported(*inputs)["heatmap"])
@@ -105,7 +105,7 @@ def test_chong_vat_round_trips_and_serves_as_init(tmp_path):
 
 
 def test_gcdr_diffusion_teacher_round_trips(tmp_path):
-    from gazecli.core.stages.train_diffusion import load_diffusion_prior
+    from gazecli.core.diffusion.prior import load_prior
 
     source = build_model("diffusion", DIFF_SMALL).eval()
     state = randomised(source, 3)
@@ -113,7 +113,8 @@ def test_gcdr_diffusion_teacher_round_trips(tmp_path):
     torch.save({"state_dict": official, "lr": 5e-5, "train_step": 3}, tmp_path / "diff.pt")
     result = import_weights(tmp_path / "diff.pt", "diffusion", tmp_path / "run", config=DIFF_SMALL)
     assert result["filled"] and all(k.endswith("num_batches_tracked") for k in result["filled"])
-    net, scheduler, meta = load_diffusion_prior(tmp_path / "run")  # what --teacher-checkpoint does
+    prior, meta = load_prior(tmp_path / "run")  # what --teacher-checkpoint does
+    net, scheduler = prior.network, prior.scheduler
     assert scheduler.num_train_timesteps == 500 and meta["sample"]["heatmap_size"] == 64
     scene, head, face, _ = vat_inputs(2)
     x = torch.rand(2, 1, 64, 64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from gazecli.commands._options import settings_command
-from gazecli.core.settings_import_weights import ImportWeightsSettings
+from gazecli.core.settings import ImportWeightsSettings
 
 app = typer.Typer(name="import-weights", add_completion=False)
 

@@ -10,7 +10,7 @@ Persons are joined to the annotations on (path, eye) with tolerance 1e-4.
 
 from __future__ import annotations
 
-import os
+import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ import numpy as np
 
 from gazecli.core.data.table import PersonTable
 from gazecli.core.errors import DataError
+from gazecli.core.io import write_arrays, write_text
 
 JOIN_TOLERANCE = 1e-4
 
@@ -46,11 +47,7 @@ def save_predictions(file: Path, predictions: Predictions) -> Path:
               "heatmap": np.asarray(predictions.heatmap, dtype=np.float32)}
     if predictions.inout is not None:
         arrays["inout"] = np.asarray(predictions.inout, dtype=np.float32)
-    tmp = file.with_name(file.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, file)
-    return file
+    return write_arrays(file, arrays, compressed=True)
 
 
 def load_predictions(file: Path) -> Predictions:
@@ -115,3 +112,8 @@ def join_predictions(table: PersonTable, predictions: Predictions, name: str = "
         raise DataError(f"{name}: {len(missing)} of {len(table)} persons of the {table.split} split have no "
                         f"prediction (first: {table.path[r]}, eye {tuple(np.round(table.eye_xy_norm[r], 6))})")
     return match
+
+
+def save_prediction_records(path: Path, records: list[dict]) -> Path:
+    """`gaze predict`'s predictions.jsonl: one JSON object per person, one per line."""
+    return write_text(path, "".join(json.dumps(r) + "\n" for r in records))

@@ -1,4 +1,4 @@
-"""GazeFollow annotation files (method-spec §1.1): Chong et al.'s originals and the GCDR
+"""GazeFollow annotation files (docs/design.md, "Data"): Chong et al.'s originals and the GCDR
 "extended" files with detected body boxes, told apart by their column count.
 
 Every malformed row is a `DataError` naming the file and line

@@ -52,7 +52,7 @@ def resample_bilinear(raw: np.ndarray, region_norm: tuple[float, float, float, f
 
 def official_grid_crop(raw: np.ndarray, crop_px: tuple[float, float, float, float], width: float,
                        height: float) -> np.ndarray | None:
-    """The official Grad-CAM crop of a labelled, in-frame person (method-spec §1.4): the crop
+    """The official Grad-CAM crop of a labelled, in-frame person (docs/compat.md): the crop
     (x0, y0, w, h) in image pixels scaled onto the grid and truncated to whole cells, the end
     capped at the grid; cells before the grid are zero. None when the cropped grid is empty (the
     official code then cancels the whole crop)."""

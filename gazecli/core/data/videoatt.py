@@ -1,4 +1,4 @@
-"""VideoAttentionTarget (Chong et al. 2020) annotation files (method-spec §1.3).
+"""VideoAttentionTarget (Chong et al. 2020) annotation files (docs/design.md, "Data").
 
 Layout: `annotations/{train,test}/<show>/<clip>/<person>.txt`, one file per person track,
 each line `frame, xmin, ymin, xmax, ymax, gazex, gazey` (head box and gaze in pixels; gaze

@@ -10,13 +10,13 @@ to a temporary name and renamed, so a kill never leaves a broken checkpoint.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gazecli.core.errors import DataError
+from gazecli.core.io import write_bytes, write_json
 
 STATE_PREFIX = "__state__/"
 META_KEY = "gazecli"
@@ -64,23 +64,15 @@ def _unflatten(obj: Any, tensors: dict) -> Any:
 
 def save_checkpoint(path: Path, model_state: dict, meta: dict, state: dict | None = None) -> Path:
     """Write model weights (+ optional training state) and metadata atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model_state.items()}
     structure = _flatten(STATE_PREFIX, state, tensors) if state is not None else None
     header = {META_KEY: json.dumps({"meta": meta, "state": structure})}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates its file private; a checkpoint is data
-    os.replace(tmp, path)
-    sidecar = path.with_suffix(".json")
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, sidecar)
+    write_bytes(path, save(tensors, metadata=header))
+    write_json(path.with_suffix(".json"), meta, default=str)
     return path
 
 
@@ -106,13 +98,14 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> tuple[dict, dict, 
 
 def resolve_checkpoint(path: Path, prefer: str = "best") -> Path:
     """A run folder -> its weights/best (or last) .safetensors; a file stays itself."""
+    from gazecli.core.engine.runs import RunDir
+
     path = Path(path)
     if path.is_dir():
-        for name in (prefer, "last" if prefer == "best" else "best"):
-            candidate = path / "weights" / f"{name}.safetensors"
-            if candidate.is_file():
-                return candidate
-        raise DataError(f"{path}: no weights/{prefer}.safetensors in this run folder")
+        found = RunDir(path, writable=False).weights_to_load(prefer)
+        if found is None:
+            raise DataError(f"{path}: no weights/{prefer}.safetensors in this run folder")
+        return found
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
     return path

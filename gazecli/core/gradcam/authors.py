@@ -1,4 +1,4 @@
-"""Import the authors' pre-computed Grad-CAM pickles (method-spec §2.5) into a store.
+"""Import the authors' pre-computed Grad-CAM pickles into a store.
 
 Their files (`gradcams_{train,test}_person_pos_all.pkl`) hold
 `data[image_basename][eye_x] = {'answer': str, 'tokens': LongTensor, '9th_layer': 30x30,
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from gazecli.core.errors import DataError
-from gazecli.core.gradcam.store import Records
+from gazecli.core.gradcam.records import Records
 
 AUTHORS_DEFAULT_LAYER = 10  # the one the official training code uses
 AUTHORS_RECIPE = {

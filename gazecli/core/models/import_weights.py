@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
+from gazecli.core.constants import IMPORT_KINDS
 from gazecli.core.errors import DataError
 from gazecli.core.gradcam.authors import RestrictedUnpickler, UnsafePickleError
 
-KINDS = ("vat", "vat-gc", "diffusion")
 
 # the VAT trunk and heads: Chong et al.'s module names, which gazecli's VATModel keeps
 _PATHWAY = [f"{part}_{side}" for side in ("scene", "face")
@@ -63,7 +63,7 @@ def paper_config(kind: str) -> dict:
     if kind in ("vat", "vat-gc"):
         return {k: v for k, v in asdict(VATConfig()).items() if k != "gradcam"}
     from gazecli.core.diffusion import HeatmapScheduler
-    from gazecli.core.models.diffusion_unet import DenoiserConfig
+    from gazecli.core.models.configs import DenoiserConfig
 
     encoder = {k: v for k, v in asdict(VATConfig(inout=False)).items() if k != "gradcam"}
     denoiser = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(DenoiserConfig()).items()
@@ -230,8 +230,8 @@ def convert(state: dict[str, torch.Tensor], kind: str, config: dict, source: str
     present (BatchNorm counters may be absent: they are zero), every shape equal."""
     from gazecli.core.models import build_model
 
-    if kind not in KINDS:
-        raise DataError(f"--kind {kind}: one of {', '.join(KINDS)}")
+    if kind not in IMPORT_KINDS:
+        raise DataError(f"--kind {kind}: one of {', '.join(IMPORT_KINDS)}")
     mapped, unmapped = map_keys(state, kind)
     model = build_model(kind, config)
     own = model.state_dict()
@@ -257,14 +257,15 @@ def convert(state: dict[str, torch.Tensor], kind: str, config: dict, source: str
 def import_weights(path: Path, kind: str, out: Path, config: dict | None = None) -> dict:
     """Read `path`, convert it as `kind`, write the run folder `out`. Returns a summary dict.
     `config` overrides the paper-size model config (tests use small models)."""
-    from gazecli import __version__
+    from gazecli._version import __version__
     from gazecli.core.data.transforms import SampleConfig
     from gazecli.core.engine.checkpoint import save_checkpoint
+    from gazecli.core.engine.runs import RunDir
 
     path, out = Path(path), Path(out)
-    if kind not in KINDS:
-        raise DataError(f"--kind {kind}: one of {', '.join(KINDS)}")
-    target = out / "weights" / "best.safetensors"
+    if kind not in IMPORT_KINDS:
+        raise DataError(f"--kind {kind}: one of {', '.join(IMPORT_KINDS)}")
+    target = RunDir(out).best()
     if target.exists():
         raise DataError(f"{out}: already holds imported weights ({target.name}); choose another --out")
     raw = read_torch_file(path)

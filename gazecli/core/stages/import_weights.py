@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gazecli.core.settings_import_weights import ImportWeightsSettings
+from gazecli.core.settings import ImportWeightsSettings
 
 
 def run(settings: ImportWeightsSettings) -> dict:

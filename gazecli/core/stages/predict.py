@@ -9,7 +9,6 @@ the same person.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,12 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from gazecli.core.data.heatmaps import minmax
 from gazecli.core.data.images import read_image_rgb
 from gazecli.core.data.table import PersonTable
 from gazecli.core.errors import DataError, SettingsError
+from gazecli.core.io import write_arrays
+from gazecli.core.predictions import save_prediction_records
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -98,22 +100,22 @@ class Predictor:
     """
 
     def __init__(self, checkpoint, device: str = "auto", precision: str = "auto", batch_size: int = 32):
-        from gazecli.core.data.transforms import SampleConfig
         from gazecli.core.engine.device import resolve_device
         from gazecli.core.engine.precision import resolve_precision
         from gazecli.core.models import STUDENT_MODELS
-        from gazecli.core.stages.evaluate import load_trained_model
+        from gazecli.core.models.registry import load_trained
 
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.model, self.meta = load_trained_model(checkpoint, self.device)
+        trained = load_trained(checkpoint, self.device)
+        self.model, self.meta = trained.model, trained.meta
         name = (self.meta.get("model") or {}).get("name")
         if name not in STUDENT_MODELS:
             raise DataError(f"{self.meta['path']}: a {name!r} checkpoint cannot predict gaze; use a student "
                             f"checkpoint (gaze train-student)")
         if name == "vat-gc":
             raise DataError(f"{self.meta['path']}: VAT-GC needs a Grad-CAM map per person; predict with a VAT student")
-        self.sample_config = SampleConfig(**{**self.meta.get("sample", {}), "augment": False})
+        self.sample_config = trained.sample
         self.batch_size = batch_size
 
     def predict(self, image, heads: Iterable | None = None, name: str = "image") -> list[PersonPrediction]:
@@ -134,7 +136,7 @@ class Predictor:
         import torch
 
         from gazecli.core.engine.precision import autocast
-        from gazecli.core.stages.train_student import student_forward
+        from gazecli.core.models.vat import student_forward
 
         height, width = rgb.shape[:2]
         dataset = _SingleImageDataset(rgb, boxes, self.sample_config, name)
@@ -147,8 +149,7 @@ class Predictor:
         results = []
         for i, box in enumerate(boxes):
             hm = heat[i]
-            lo, hi = float(hm.min()), float(hm.max())
-            hm = (hm - lo) / (hi - lo) if hi > lo else np.zeros_like(hm)
+            hm = minmax(hm)
             r, c = np.unravel_index(int(np.argmax(hm)), hm.shape)
             point = [c / hm.shape[1], r / hm.shape[0]]  # the metrics' decoding: no half-pixel offset
             results.append(PersonPrediction(head_box_xyxy_px=list(box), head_source=source, heatmap=hm.astype(np.float32),
@@ -261,12 +262,6 @@ def video_frames(path: Path, every: int = 1) -> Iterator[tuple[int, np.ndarray, 
         raise DataError(f"{path}: no frames could be decoded")
 
 
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run_predict(settings, progress=None) -> dict:
     """The `gaze predict` command: every input, its overlay, one JSON line per person."""
     import cv2
@@ -329,10 +324,10 @@ def run_predict(settings, progress=None) -> dict:
             writer.release()
             written.append(target)
     jsonl = out / "predictions.jsonl"
-    write_jsonl(jsonl, records)
+    save_prediction_records(jsonl, records)
     written.append(jsonl)
     if settings.save_heatmaps and heatmaps:
-        np.savez_compressed(out / "heatmaps.npz", **{k.replace("/", "__"): v for k, v in heatmaps.items()})
+        write_arrays(out / "heatmaps.npz", {k.replace("/", "__"): v for k, v in heatmaps.items()}, compressed=True)
         written.append(out / "heatmaps.npz")
     return {"out": out, "records": records, "files": written, "no_face": no_face, "kind": kind,
             "detected": not settings.head and not csv_heads}
