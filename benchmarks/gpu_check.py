@@ -259,7 +259,8 @@ def gradcam_throughput(sizes: Sizes, device) -> dict:
         rng = np.random.default_rng(0)
         images = [rng.integers(0, 256, (backend.image_size, backend.image_size, 3), dtype=np.uint8) for _ in range(n)]
         questions = ["What is the person in the green bounding box looking at?"] * n
-        times = _timed(lambda: annotate_batch(backend, images, questions, [-2], 1, 10, "rule"), device,
+        layers = backend.resolve_layers([-2])  # the second-to-last, as the paper
+        times = _timed(lambda: annotate_batch(backend, images, questions, layers, 1, 10, "rule"), device,
                        2 if sizes.smoke else 3)
         params = sum(p.numel() for p in backend.model.parameters())
         return {"persons_per_s": n / statistics.median(times), "batch": n, "parameters_m": round(params / 1e6, 1),
