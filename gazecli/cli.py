@@ -85,6 +85,19 @@ def _error(message: str, code: int) -> int:
     return code
 
 
+_FILE_SYSTEM_ERRNOS = {28, 30, 13, 1, 122, 27}  # ENOSPC, EROFS, EACCES, EPERM, EDQUOT, EFBIG
+
+
+def _os_error_line(e: OSError) -> str:
+    """`PATH: No space left on device (ENOSPC)` for an OSError of the file system."""
+    import errno
+
+    name = errno.errorcode.get(e.errno or 0, "")
+    reason = e.strerror or e.__class__.__name__
+    where = "" if e.filename is None else f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "") + ": "
+    return f"{where}{reason}" + (f" ({name})" if name else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors are one red line and a non-zero exit code, never a traceback."""
     from gazecli.core.errors import GazeError
@@ -101,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
         code = _error("interrupted", 130)
     except BrokenPipeError:
         code = 0
+    except OSError as e:  # the file system refused (read-only, full, a file where a folder goes)
+        if e.filename is None and e.errno not in _FILE_SYSTEM_ERRNOS:
+            raise
+        code = _error(_os_error_line(e), 1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -409,6 +409,25 @@ def test_shards_by_hand_and_merge_equal_a_single_run(full_run, world, models, ba
         np.testing.assert_allclose(got.records().raw(layer), ref.records().raw(layer), rtol=2e-3, atol=0)
 
 
+def test_store_batching_statement(full_run, world, models, backends, tmp_path):
+    """README ("What the store depends on"): persons, order and text columns do not depend on
+    --batch-size or --chunk-size; the same --batch-size gives byte-identical files; maps from
+    another batch size agree up to float rounding (2e-3 relative here)."""
+    from gazecli.core.stages.gradcam import run_gradcam
+
+    same = tmp_path / "same"
+    run_gradcam(settings(world, models["blip"], same, layers=[0, -1], chunk_size=3), backend=backends["blip"])
+    assert store_files(same) == store_files(full_run[0])  # batch 2, other chunks: the same bytes
+    other = tmp_path / "other"
+    run_gradcam(settings(world, models["blip"], other, layers=[0, -1], batch_size=5), backend=backends["blip"])
+    ref, got = GradcamStore(full_run[0]).split("train"), GradcamStore(other).split("train")
+    assert got.keys() == ref.keys()
+    for col in ("answer", "key_noun", "step", "tokens", "drew_box"):
+        assert got.column(col) == ref.column(col)
+    for layer in (0, 1):
+        np.testing.assert_allclose(got.records().raw(layer), ref.records().raw(layer), rtol=2e-3, atol=0)
+
+
 def test_torchrun_ranks_take_disjoint_shards_and_rank0_merges(full_run, world, models, backends, tmp_path):
     from gazecli.core.engine.distributed import DistInfo
     from gazecli.core.stages.gradcam import run_gradcam

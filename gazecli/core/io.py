@@ -1,8 +1,11 @@
 """The one atomic write of the package: every file is written under a temporary name beside its
-final one (`<name>.tmp-<random>`) and renamed into place, so a reader never sees half a file and a
-killed writer leaves at most a temporary file (which nothing reads: it has no known suffix).
+final one and renamed into place, so a reader never sees half a file and a killed writer leaves at
+most a temporary file (which nothing reads: it has no known suffix).
 
-`durable=True` also flushes the file and the rename to disk (stores that other processes merge).
+The temporary name is `<name>.tmp`; `durable=True` (stores that several processes write and
+merge) makes it unique per writer (`<name>.tmp-<random>`) and also flushes the file and the
+rename to disk. A write the file system refuses (a full disk, a read-only folder) raises an
+OSError that names the final file, and leaves no temporary file (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -17,9 +20,34 @@ from typing import Callable, IO
 import numpy as np
 
 
-def temporary_name(path: Path) -> Path:
-    """Where `path` is written before its rename (unique per writer)."""
-    return path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:12]}")
+def temporary_name(path: Path, unique: bool = False) -> Path:
+    """Where `path` is written before its rename."""
+    return path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:12]}" if unique else f"{path.name}.tmp")
+
+
+class _NamingFailures:
+    """`with _NamingFailures(final, tmp, durable):` an exception raised inside removes `tmp`, a partly
+    written file (for a durable write only an OSError does: the store, which resumes, clears its
+    own leftovers), and an OSError that names no file (a full disk or a read-only file system raise
+    one without a file name) or names `tmp` (which the user never asked for) is raised naming `final`."""
+
+    def __init__(self, final: Path, tmp: Path, durable: bool):
+        self.final, self.tmp, self.durable = final, tmp, durable
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if error is None or (self.durable and not isinstance(error, OSError)):
+            return False
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+        if isinstance(error, OSError) and not isinstance(error, BrokenPipeError) \
+                and error.filename in (None, str(self.tmp)):
+            raise OSError(error.errno, error.strerror or str(error), str(self.final)) from None
+        return False
 
 
 def _sync_folder(folder: Path) -> None:
@@ -35,35 +63,51 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None], durable: bool = False) -> Path:
-    """`write(f)` into a temporary binary file, then rename it to `path` (its folder is created)."""
+def write_file(path: Path, write_to: Callable[[Path], None], durable: bool = False) -> Path:
+    """`write_to(tmp)` writes the temporary file by its name, which is then renamed to `path` (its
+    folder is created). For libraries that write to a file name (safetensors); see `atomic_write`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    with open(tmp, "wb") as f:
-        write(f)
+    tmp = temporary_name(path, unique=durable)
+    with _NamingFailures(path, tmp, durable):
+        write_to(tmp)
         if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
     if durable:
         _sync_folder(path.parent)
     return path
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None], durable: bool = False) -> Path:
+    """`write(f)` into a temporary binary file, then rename it to `path` (its folder is created)."""
+    def write_to(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+
+    return write_file(path, write_to, durable)
 
 
 def write_bytes(path: Path, data: bytes, durable: bool = False) -> Path:
     return atomic_write(path, lambda f: f.write(data), durable)
 
 
+def _write_text_of(path: Path, make_text: Callable[[], str], durable: bool) -> Path:
+    # the text is made inside the guarded write: a failure while making it names the file too
+    return write_file(path, lambda tmp: tmp.write_text(make_text(), encoding="utf-8", newline=""), durable)
+
+
 def write_text(path: Path, text: str, durable: bool = False) -> Path:
     """UTF-8 text, written as given (no newline added, none translated)."""
-    return write_bytes(path, text.encode("utf-8"), durable)
+    return _write_text_of(path, lambda: text, durable)
 
 
 def write_json(path: Path, data, indent: int | None = 2, newline: bool = True, durable: bool = False,
                **dumps) -> Path:
     """`json.dumps(data, indent=indent, **dumps)`, plus a final newline unless `newline=False`."""
-    return write_text(path, json.dumps(data, indent=indent, **dumps) + ("\n" if newline else ""), durable)
+    return _write_text_of(path, lambda: json.dumps(data, indent=indent, **dumps) + ("\n" if newline else ""),
+                          durable)
 
 
 def write_array(path: Path, array: np.ndarray, durable: bool = False) -> Path:

@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from gazecli._version import __version__
 from gazecli.core.engine import distributed as dist_utils
-from gazecli.core.engine.checkpoint import load_checkpoint, save_checkpoint
+from gazecli.core.engine.checkpoint import load_checkpoint, load_weights_into, save_checkpoint
 from gazecli.core.engine.precision import autocast, grad_scaler, resolve_precision
 from gazecli.core.engine.runs import RunDir, new_run_dir
 from gazecli.core.engine.sampling import EpochBatches
@@ -157,19 +157,24 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
     scaler = grad_scaler(device, precision)
 
     # --- resume ----------------------------------------------------------------------------
-    start_epoch, skip, step, best_value = 0, 0, 0, None
+    start_epoch, skip, step, best_value, running = 0, 0, 0, None, None
     if resume is not None:
         state_dict, meta, state = load_checkpoint(run.last(), map_location="cpu")
         if state is None:
             raise GazeError(f"{run.last()}: holds no training state (cannot resume)")
-        model.load_state_dict(state_dict)
-        spec.optimizer.load_state_dict(state["optimizer"])
-        if spec.scheduler is not None and state.get("scheduler") is not None:
-            spec.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch, skip, step = meta["epoch_next"], meta["skip"], meta["step"]
+        load_weights_into(model, state_dict, run.last().name)
+        try:
+            spec.optimizer.load_state_dict(state["optimizer"])
+            if spec.scheduler is not None and state.get("scheduler") is not None:
+                spec.scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            start_epoch, skip, step = meta["epoch_next"], meta["skip"], meta["step"]
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise GazeError(f"{run.last()}: its training state does not fit this run ({e.__class__.__name__}: "
+                            f"{' '.join(str(e).split())[:160]}); start a new run instead of --resume") from None
+        running = state.get("running") if skip else None  # the interrupted epoch's loss sums so far
         best_value = meta.get("best_value")
         run.truncate_steps(step)
         reporter.message(f"resuming {run.path} at epoch {start_epoch + 1}, step {step}")
@@ -191,7 +196,9 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
         state = {"optimizer": spec.optimizer.state_dict(),
                  "scheduler": spec.scheduler.state_dict() if spec.scheduler is not None else None,
                  "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                 "rng": rng_state()}
+                 "rng": rng_state(),
+                 # mid-epoch: the epoch's loss sums so far, so a resumed epoch reports the mean of all its steps
+                 "running": {"sums": dict(sums), "n": n_logged} if skip_next else None}
         save_checkpoint(run.last(), model.state_dict(), _meta(spec, epoch_next, skip_next, step, best_value,
                                                               metrics, precision), state)
 
@@ -211,6 +218,8 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
             train_model.train()
             sums: dict[str, float] = {}
             n_logged, n_images, t0 = 0, 0, time.perf_counter()
+            if this_skip and running:
+                sums, n_logged = {str(k): float(v) for k, v in running["sums"].items()}, int(running["n"])
             step_rows: list[dict] = []
             seen.setdefault(epoch, [])
             for i, batch in enumerate(loader, start=this_skip + 1):

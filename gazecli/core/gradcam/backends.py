@@ -21,6 +21,7 @@ named model (`NAMED_MODELS`). transformers is imported only here, inside functio
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -136,7 +137,7 @@ def load_backend(model: str, backend: str = "auto", device: str | Any = "auto", 
                          f"backend runs")
     try:
         processor = AutoProcessor.from_pretrained(source)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError) as e:
         raise _load_error(source, "processor (tokenizer and image processor)", e) from None
     if getattr(processor, "tokenizer", None) is None or getattr(processor, "image_processor", None) is None:
         raise ModelError(f"--vqa-model {source}: its processor lacks a tokenizer or an image processor")
@@ -149,7 +150,8 @@ def load_backend(model: str, backend: str = "auto", device: str | Any = "auto", 
             from transformers import AutoModelForImageTextToText
 
             net = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, attn_implementation="eager")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        # a .bin that torch's weights-only loader refuses, truncated or mis-shaped weights
         raise _load_error(source, "model weights", e) from None
     net.eval().to(dev)
     for p in net.parameters():  # gradients are taken w.r.t. attention maps only

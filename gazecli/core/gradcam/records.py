@@ -4,6 +4,7 @@ the data layer's view of one stored layer (docs/formats.md, "Grad-CAM store").""
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def read_chunk(path: Path) -> Records:
     try:
         with np.load(path, allow_pickle=False) as data:
             return Records.from_npz({k: data[k] for k in data.files})
-    except (OSError, ValueError, KeyError, EOFError) as e:
+    except (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, zipfile.BadZipFile) as e:
         raise StoreError(f"{path}: damaged store chunk ({e.__class__.__name__}); delete it and rerun to recompute "
                          f"its persons") from None
 

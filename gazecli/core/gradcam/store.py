@@ -18,9 +18,14 @@ Crash safety. Every file is written under a temporary name and renamed into plac
 at any moment leaves either the old file or the new one. A run appends chunk files; merging
 writes the new layer arrays under content-hashed names, then replaces `index.json` (the commit
 point), then deletes the merged chunks and the arrays the index no longer names. The merged
-store is sorted by person key, so it does not depend on batching, chunking, sharding or how
-often a run was interrupted: an interrupted and resumed run gives the same files as an
-uninterrupted one.
+store is sorted by person key, so its persons, order and text columns do not depend on batching,
+chunking, sharding or how often a run was interrupted, and an interrupted and resumed run with
+the same --batch-size gives the same files as an uninterrupted one. Map values from another
+--batch-size agree up to float rounding only (README, "What the store depends on").
+
+Integrity: the index records each layer file's name, shape, dtype and sha256 (`array_info`);
+`SplitStore.verify` checks them (and that every file the index names lies inside the split's
+folder) before any map is read.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Iterable
 
@@ -77,7 +83,7 @@ class GradcamStore:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise StoreError(f"{self.meta_path}: unreadable ({e.__class__.__name__})") from None
-        if meta.get("format") != STORE_FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != STORE_FORMAT:
             raise StoreError(f"{self.meta_path}: not a gazecli Grad-CAM store")
         if meta.get("version", 0) > STORE_VERSION:
             raise StoreError(f"{self.meta_path}: store version {meta.get('version')} is newer than this gazecli "
@@ -123,6 +129,7 @@ class SplitStore:
         self.root = store.root / name
         self._index: dict | None = None
         self._positions: dict[Key, int] | None = None
+        self._verified = False
 
     # ---- reading the merged part
 
@@ -142,6 +149,9 @@ class SplitStore:
                 self._index = json.loads(self.index_path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as e:
                 raise StoreError(f"{self.index_path}: unreadable ({e.__class__.__name__})") from None
+            if not isinstance(self._index, dict):
+                self._index = None
+                raise self._damaged(self.index_path, "the index is not a JSON object")
         return self._index
 
     def __len__(self) -> int:
@@ -168,11 +178,81 @@ class SplitStore:
         if str(layer) not in arrays:
             raise StoreError(f"{self.store.root}: layer {layer} is not stored (stored: "
                              f"{', '.join(sorted(arrays, key=int))})")
-        return self.root / arrays[str(layer)]
+        return self._inside(arrays[str(layer)])
 
     def array(self, layer: int) -> np.ndarray:
         """(N, gh, gw) float16, memory-mapped (scale row i by 2**exponent(layer)[i] for raw values)."""
+        self.verify()
         return np.load(self.array_path(layer), mmap_mode="r", allow_pickle=False)
+
+    # ---- integrity (docs/reliability.md): the index names plain files of this folder, and each
+    # array has the count, grid, dtype and checksum the index records
+
+    def _rebuild_hint(self) -> str:
+        return (f"rebuild it: delete {self.root} and rerun the same gaze gradcam command with --out "
+                f"{self.store.root} (or --import-pickle again); it recomputes only what is missing")
+
+    def _damaged(self, file, what: str) -> StoreError:
+        return StoreError(f"{file}: damaged Grad-CAM store ({what}); {self._rebuild_hint()}")
+
+    def _inside(self, name) -> Path:
+        """A file the index names: a plain file name inside this split's folder, nothing else."""
+        if not isinstance(name, str) or not name or name != Path(name).name or name in (".", ".."):
+            raise self._damaged(self.index_path, f"it names the file {name!r:.80}, which is not a plain file "
+                                                 f"name inside the store")
+        path = self.root / name
+        try:
+            inside = path.resolve().parent == self.root.resolve()
+        except (OSError, RuntimeError):
+            inside = False
+        if not inside:
+            raise self._damaged(self.index_path, f"{name} leads outside the store folder")
+        return path
+
+    def verify(self, checksums: bool = True) -> None:
+        """Check the index and every layer array it names (once per SplitStore); a StoreError
+        naming the damaged file and how to rebuild it otherwise."""
+        if self._verified:
+            return
+        idx = self.index()
+        where = self.index_path
+        try:
+            n = idx["count"]
+            arrays, exponents, persons = idx["arrays"], idx["exponent"], idx["persons"]
+            grid = [int(v) for v in idx.get("grid") or self.store.meta()["grid"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise self._damaged(where, f"index lacks or garbles {e}") from None
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0 or not isinstance(arrays, dict) \
+                or not isinstance(exponents, dict) or not isinstance(persons, dict):
+            raise self._damaged(where, "index fields of the wrong kind")
+        for column in ("path", "eye_x", "eye_y", "answer", "key_noun", "step", "tokens", "drew_box"):
+            values = persons.get(column)
+            if not isinstance(values, list) or len(values) != n:
+                raise self._damaged(where, f"index column {column!r} does not hold {n} persons")
+        meta_grid = self.store.meta().get("grid")
+        if meta_grid is not None and list(meta_grid) != grid:
+            raise self._damaged(where, f"grid {grid} differs from the recipe's {list(meta_grid)}")
+        info = idx.get("array_info", {})
+        for layer, name in arrays.items():
+            path = self._inside(name)
+            ex = exponents.get(layer)
+            if not isinstance(ex, list) or len(ex) != n:
+                raise self._damaged(where, f"layer {layer} exponents do not hold {n} persons")
+            if not path.is_file():
+                raise self._damaged(path, "the layer file is missing")
+            try:
+                array = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError, EOFError) as e:
+                raise self._damaged(path, f"unreadable layer file: {e.__class__.__name__}: "
+                                          f"{' '.join(str(e).split())[:100]}") from None
+            if array.dtype != np.float16 or tuple(array.shape) != (n, *grid):
+                raise self._damaged(path, f"holds {array.dtype} {tuple(array.shape)}, the index says float16 "
+                                          f"{(n, *grid)}")
+            recorded = info.get(layer) if isinstance(info, dict) else None
+            if checksums and isinstance(recorded, dict) and recorded.get("sha256"):
+                if _file_sha256(path) != recorded["sha256"]:
+                    raise self._damaged(path, "its checksum differs from the one the index records")
+        self._verified = True
 
     def exponent(self, layer: int) -> np.ndarray:  # (N,) int32
         return np.asarray(self.index()["exponent"][str(layer)], dtype=np.int32)
@@ -187,6 +267,7 @@ class SplitStore:
 
     def for_table(self, table, layer: int | None = None) -> "StoreMaps":
         """A `MapSource` over `table`'s rows: `get(row)` is the row's raw map (float32) or None."""
+        self.verify()
         layer = self.default_layer() if layer is None else int(layer)
         path = self.array_path(layer)
         positions = self.positions()
@@ -230,7 +311,7 @@ class SplitStore:
             try:
                 with np.load(path, allow_pickle=False) as data:
                     keys.update((str(p), float(x), float(y)) for p, (x, y) in zip(data["path"], data["eye_xy"]))
-            except (OSError, ValueError, KeyError, EOFError) as e:
+            except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as e:
                 raise StoreError(f"{path}: damaged store chunk ({e.__class__.__name__}); delete it and rerun") from None
         return keys
 
@@ -272,7 +353,7 @@ class SplitStore:
 
         sel_part = np.array([where[k][0] for k in keys], dtype=np.int64)
         sel_row = np.array([where[k][1] for k in keys], dtype=np.int64)
-        arrays, exponents = {}, {}
+        arrays, exponents, array_info = {}, {}, {}
         for layer in layers:
             out = np.zeros((n, *grid), dtype=np.float16)
             exp = np.zeros(n, dtype=np.int32)
@@ -288,13 +369,15 @@ class SplitStore:
                 write_array(final, out, durable=True)
             arrays[str(layer)] = name
             exponents[str(layer)] = exp.tolist()
+            array_info[str(layer)] = {"file": name, "shape": [n, *grid], "dtype": "float16",
+                                      "sha256": _file_sha256(final)}
 
         def col(getter):
             return [getter(parts[pi], ri) for pi, ri in zip(sel_part.tolist(), sel_row.tolist())]
 
         index = {
             "format": STORE_FORMAT, "version": STORE_VERSION, "split": self.name, "count": n, "grid": list(grid),
-            "arrays": arrays, "exponent": exponents,
+            "arrays": arrays, "exponent": exponents, "array_info": array_info,
             "persons": {
                 "path": [k[0] for k in keys], "eye_x": [k[1] for k in keys], "eye_y": [k[2] for k in keys],
                 "answer": col(lambda p, r: p.answer[r]), "key_noun": col(lambda p, r: p.key_noun[r]),
@@ -303,7 +386,7 @@ class SplitStore:
             },
         }
         write_json_atomic(self.index_path, index)  # the commit point
-        self._index, self._positions = None, None
+        self._index, self._positions, self._verified = None, None, False
         for path in chunks:
             path.unlink(missing_ok=True)
         keep = set(arrays.values())
@@ -313,6 +396,14 @@ class SplitStore:
         for path in [*self.root.glob("*.tmp-*"), *(self.chunk_dir.glob("*.tmp-*") if self.chunk_dir.is_dir() else [])]:
             path.unlink(missing_ok=True)
         return n
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_maps(out: Path, split: str, table, raw_maps: np.ndarray, model: str, layer: int = 0,

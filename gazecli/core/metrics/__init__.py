@@ -7,9 +7,9 @@ from gazecli.core.metrics.basic import (AUC_RESOLUTIONS, GAZEFOLLOW, VIDEOATT, a
 from gazecli.core.metrics.meters import (GazeFollowMeter, VATMeter, gazefollow_metrics, heatmap_grid_auc,
     vat_auc_labels, vat_metrics)
 from gazecli.core.metrics.native_auc import multi_hot_pixels, native_auc, upsample_like_skimage
-from gazecli.core.metrics.score import score_predictions
+from gazecli.core.metrics.score import check_scores_finite, score_predictions
 
 __all__ = ["AUC_RESOLUTIONS", "GAZEFOLLOW", "VIDEOATT", "GazeFollowMeter", "VATMeter", "argmax_points",
-           "average_precision", "gazefollow_metrics", "heatmap_grid_auc", "l2_distances",
+           "average_precision", "check_scores_finite", "gazefollow_metrics", "heatmap_grid_auc", "l2_distances",
            "multi_hot_pixels", "native_auc", "protocol_description", "rank_auc", "score_predictions",
            "upsample_like_skimage", "vat_auc_labels", "vat_metrics"]

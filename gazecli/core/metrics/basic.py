@@ -93,6 +93,8 @@ def average_precision(labels: torch.Tensor, scores: torch.Tensor) -> float:
     """Average precision of a binary score (equals sklearn's average_precision_score)."""
     labels = labels.double().flatten()
     scores = scores.double().flatten()
+    if not bool(torch.isfinite(scores).all()):  # NaN != NaN would make every NaN its own operating point
+        raise ValueError("average_precision: scores must be finite (NaN or infinite found)")
     n_pos = labels.sum()
     if n_pos == 0:
         return math.nan

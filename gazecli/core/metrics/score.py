@@ -25,6 +25,7 @@ def score_predictions(table: PersonTable, predictions: Predictions, auc_resoluti
 
     from gazecli.core.engine.device import resolve_device
 
+    check_scores_finite(table, predictions)
     dev = resolve_device(device)
     if dev.type == "mps":  # the metrics run in float64, which MPS lacks
         dev = torch.device("cpu")
@@ -59,3 +60,14 @@ def score_predictions(table: PersonTable, predictions: Predictions, auc_resoluti
     result["split"] = table.split
     result["device"] = str(dev)
     return result
+
+
+def check_scores_finite(table: PersonTable, predictions: Predictions, where: str = "predictions") -> None:
+    """Metrics refuse NaN / infinite heatmaps and in-frame scores, naming the first such person
+    (a NaN score would sort arbitrarily: an all-NaN inout once scored AP 1.0)."""
+    from gazecli.core.validate import require_finite
+
+    names = [f"{p}, eye ({x:.4f}, {y:.4f})" for p, (x, y) in zip(table.path, table.eye_xy_norm)]
+    require_finite(predictions.heatmap, "the heatmap", names, where)
+    if predictions.inout is not None:
+        require_finite(predictions.inout, "the in-frame score (inout)", names, where)

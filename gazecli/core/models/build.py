@@ -39,16 +39,22 @@ def build_model(name: str, config: dict):
 
 def load_model(checkpoint: Path, device=None):
     """(model in eval mode, checkpoint metadata) from a run folder or a .safetensors file."""
-    from gazecli.core.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from gazecli.core.engine.checkpoint import load_checkpoint, load_weights_into, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)
     state, meta, _ = load_checkpoint(path)
     spec = meta.get("model") or {}
     try:
         model = build_model(spec["name"], spec["config"])
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as e:
         raise DataError(f"{path}: a checkpoint of an unknown model ({spec.get('name')!r}: {e})") from None
-    model.load_state_dict(state)
+    load_weights_into(model, state, path.name)
+    try:  # the sample settings every caller rebuilds the preprocessing from
+        from gazecli.core.data.transforms import SampleConfig
+
+        SampleConfig(**{**(meta.get("sample") or {}), "augment": False})
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path.name}: the checkpoint's sample settings are unusable ({e})") from None
     if device is not None:
         model.to(device)
     model.eval()

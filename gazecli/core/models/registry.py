@@ -36,5 +36,5 @@ def load_trained(checkpoint: Path, device=None) -> Trained:
     from gazecli.core.data.transforms import SampleConfig
 
     model, meta = load_model(checkpoint, device)
-    sample = SampleConfig(**{**meta.get("sample", {}), "augment": False})
+    sample = SampleConfig(**{**(meta.get("sample") or {}), "augment": False})  # checked by load_model
     return Trained(model, meta, sample, model_forward(model, meta))

@@ -18,13 +18,14 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from gazecli.core.constants import PRECISIONS
 from gazecli.core.errors import SettingsError
+from gazecli.core.settings.option_source import ENV_PREFIX
 
-ENV_PREFIX = "GAZE_"
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("gaze_config_file", default=None)
 
 
@@ -78,6 +79,14 @@ class GazeSettings(BaseSettings):
         case_sensitive=False,
     )
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value, info):
+        """`seed = true` (TOML) is not the number 1."""
+        if isinstance(value, bool) and _is_number_field(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"expected a number, found {str(value).lower()}")
+        return value
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
@@ -86,6 +95,17 @@ class GazeSettings(BaseSettings):
         if config is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
+
+
+def _is_number_field(annotation) -> bool:
+    import types
+    import typing
+
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _is_number_field(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_number_field(a) for a in typing.get_args(annotation) if a is not type(None))
+    return annotation in (int, float)
 
 
 def load_settings(cls: type[GazeSettings], flags: dict[str, Any] | None = None, config: Path | None = None):
@@ -101,8 +121,23 @@ def load_settings(cls: type[GazeSettings], flags: dict[str, Any] | None = None, 
         return cls(**flags)
     except ValidationError as e:
         raise SettingsError(_describe(cls, e, flags, config)) from None
+    except PydanticSettingsError as e:  # a GAZE_* value of a list option that is not JSON
+        raise SettingsError(_describe_source_error(str(e))) from None
     finally:
         _config_file.reset(token)
+
+
+def _describe_source_error(message: str) -> str:
+    import re
+
+    found = re.search(r'field "(\w+)" from source "(\w+)"', message)
+    if found is None:
+        return " ".join(message.split())
+    env = ENV_PREFIX + found.group(1).upper()
+    if found.group(2) == "EnvSettingsSource":
+        return (f"{env}: cannot parse {os.environ.get(env, '')!r}: a list option takes a JSON list in a GAZE_* "
+                f"variable (e.g. {env}='[\"a\", \"b\"]')")
+    return f"{found.group(1)}: cannot parse the value from {found.group(2)}"
 
 
 def _check_toml(path: Path) -> None:
@@ -117,8 +152,17 @@ def _check_toml(path: Path) -> None:
         raise SettingsError(f"--config {path.name}: not valid TOML ({e})") from None
 
 
-def flag_name(field: str) -> str:
-    return "--" + field.replace("_", "-")
+def option_sources(cls, flags: dict, config: Path | None, fields=None) -> dict[str, str]:
+    """{field: the flag, GAZE_* variable or `file.toml: key` it came from} (see option_source.py)."""
+    from gazecli.core.settings.option_source import sources
+
+    def is_argument(name: str) -> bool:
+        info = cls.model_fields.get(name)
+        extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
+        return bool(extra.get("cli", {}).get("argument"))
+
+    names = list(cls.model_fields) if fields is None else list(fields)
+    return sources(names, flags, config, [n for n in names if is_argument(n)])
 
 
 def _describe(cls, error: ValidationError, flags: dict, config: Path | None) -> str:
@@ -127,18 +171,7 @@ def _describe(cls, error: ValidationError, flags: dict, config: Path | None) -> 
     field = str(first["loc"][0]) if first["loc"] else ""
     if not field:  # a rule across options
         return _lower_first(first["msg"].removeprefix("Value error, "))
-    env_name = ENV_PREFIX + field.upper()
-    info = cls.model_fields.get(field)
-    extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
-    as_flag = field.upper() if extra.get("cli", {}).get("argument") else flag_name(field)
-    if field in flags:
-        where = as_flag
-    elif env_name in {k.upper() for k in os.environ}:
-        where = env_name
-    elif config is not None:
-        where = f"{config.name}: {field}"
-    else:
-        where = as_flag
+    where = option_sources(cls, flags, config, [field])[field]
     kind = first["type"]
     if kind == "missing":
         return f"{where} is required"

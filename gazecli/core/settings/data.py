@@ -35,6 +35,9 @@ class CheckSettings(GazeSettings):
     dataset: DatasetKind = Field("auto", description="dataset layout (auto: detected from the files)")
     decode: bool = Field(True, description="decode every image (--no-decode: only check that files exist)")
     skip_invalid: bool = Field(False, description=SKIP_INVALID_HELP)
+    follow_symlinks: bool = Field(False, description="accept image files that are symbolic links out of ROOT")
+    max_image_pixels: int | None = Field(None, ge=1, description="refuse images whose header claims more pixels "
+                                                                 "(default 100000000; a decompression-bomb guard)")
 
 
 class SplitSettings(GazeSettings):

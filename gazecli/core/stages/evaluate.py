@@ -9,7 +9,7 @@ from gazecli.core.data import read_persons
 from gazecli.core.data.table import PersonTable
 from gazecli.core.errors import DataError
 from gazecli.core.io import write_json
-from gazecli.core.metrics import score_predictions
+from gazecli.core.metrics import check_scores_finite, score_predictions
 from gazecli.core.predictions import join_predictions, load_predictions, save_predictions
 from gazecli.core.settings import EvalSettings
 
@@ -53,6 +53,7 @@ def evaluate_checkpoint(settings: EvalSettings, progress: Progress | None = None
     preds = predict_dataset(trained.forward, dataset, settings.batch_size, device, precision,
                             settings.workers, progress)
     out = settings.out or RunDir.of_weights(meta["path"]).eval_json(settings.split)
+    check_scores_finite(table, preds, Path(meta["path"]).name)  # before writing: no NaN prediction file
     save_predictions(Path(out).with_suffix(".npz"), preds)
     result = score_predictions(table, preds, settings.auc_resolution, settings.device)
     result.update(checkpoint=meta["path"], predictions_file=str(Path(out).with_suffix(".npz")), data=str(settings.data))

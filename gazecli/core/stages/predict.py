@@ -9,6 +9,7 @@ the same person.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +45,22 @@ class PersonPrediction:
 
 
 def parse_head(text: str, width: int, height: int) -> list[float]:
-    """'x,y,w,h' in pixels -> xyxy, checked against the image."""
+    """'x,y,w,h' in pixels -> xyxy, checked against the image. A box read from --heads-csv
+    (a `HeadSpec`) is a DataError naming its file and line; one from --head / GAZE_HEAD a SettingsError."""
+    from gazecli.core.settings.option_source import option_name
+
+    source = getattr(text, "source", None)
+    error, where = (DataError, f"{source}: head") if source else (SettingsError, option_name("head"))
     try:
         x, y, w, h = (float(v) for v in text.replace(" ", "").split(","))
     except ValueError:
-        raise SettingsError(f"--head {text!r}: expected x,y,w,h in pixels") from None
+        raise error(f"{where} {text!r}: expected x,y,w,h in pixels") from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise error(f"{where} {text!r}: x, y, w and h must be finite numbers")
     if w <= 0 or h <= 0:
-        raise SettingsError(f"--head {text!r}: width and height must be positive")
+        raise error(f"{where} {text!r}: width and height must be positive")
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise SettingsError(f"--head {text!r}: the box lies outside the {width}x{height} image")
+        raise error(f"{where} {text!r}: the box lies outside the {width}x{height} image")
     return [max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)]
 
 
@@ -213,15 +221,26 @@ def draw_overlay(rgb: np.ndarray, people: list[PersonPrediction]) -> np.ndarray:
 
 def read_heads_csv(path: Path) -> dict[str, list[str]]:
     """CSV `file,x,y,w,h` (a header row is optional; several rows per file) -> {file name: ['x,y,w,h']}."""
+    from gazecli.core.data.gazefollow import read_text_lines
+
     heads: dict[str, list[str]] = {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        for line_no, row in enumerate(csv.reader(f), start=1):
-            if not row or row[0].strip().lower() in ("file", "image", "frame"):
-                continue
-            if len(row) != 5:
-                raise DataError(f"{Path(path).name}:{line_no}: expected file,x,y,w,h")
-            heads.setdefault(Path(row[0].strip()).name, []).append(",".join(v.strip() for v in row[1:]))
+    for line_no, row in enumerate(csv.reader(read_text_lines(path)), start=1):  # UTF-8 text, or one error line
+        if not row or row[0].strip().lower() in ("file", "image", "frame"):
+            continue
+        if len(row) != 5:
+            raise DataError(f"{Path(path).name}:{line_no}: expected file,x,y,w,h")
+        heads.setdefault(Path(row[0].strip()).name, []).append(
+            HeadSpec(",".join(v.strip() for v in row[1:]), f"{Path(path).name}:{line_no}"))
     return heads
+
+
+class HeadSpec(str):
+    """An 'x,y,w,h' head box that remembers the file:line it was read from (for error messages)."""
+
+    def __new__(cls, text: str, source: str):
+        value = super().__new__(cls, text)
+        value.source = source
+        return value
 
 
 def input_items(source: Path) -> tuple[str, list[Path]]:

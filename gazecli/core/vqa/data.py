@@ -25,6 +25,7 @@ import torch
 from gazecli.core.errors import DataError, SettingsError
 from gazecli.core.data.gazeworld import SIDECAR_NAMES
 from gazecli.core.data.gazeworld_qa import GAZE, PERSON_TYPES, QA_NAMES, QUESTION_TYPES, qa_record
+from gazecli.core.safe_read import read_json_lines
 
 NO_BOX = np.full(4, np.nan)
 WARMUP_SEED_OFFSET = 1_000_000  # warm-up scenes draw from other seeds than any world a user makes
@@ -246,9 +247,9 @@ def read_qa(root: Path, split: str) -> list[dict]:
     root = Path(root)
     path = root / QA_NAMES[split]
     if path.is_file():
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return read_json_lines(path, "question-answer file")
     sidecar = root / SIDECAR_NAMES[split]
     if not sidecar.is_file():
         raise DataError(f"{root}: no {QA_NAMES[split]} or {SIDECAR_NAMES[split]}: not a GazeWorld "
                         f"(write one with gaze data synth)")
-    return [qa_record(json.loads(line)) for line in sidecar.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [qa_record(r) for r in read_json_lines(sidecar, "GazeWorld sidecar")]
