@@ -11,7 +11,7 @@ __all__ = ["Predictor", "__version__"]
 
 def __getattr__(name: str):
     if name == "Predictor":  # `from gazecli import Predictor` without importing torch up front
-        from gazecli.core.stages.predict import Predictor
+        from gazecli.core.predict.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'gazecli' has no attribute {name!r}")

@@ -37,12 +37,54 @@ def _base_type(annotation: Any):
     return annotation, None
 
 
-def _help(field: FieldInfo) -> str:
+def _show(value) -> str:
+    if value is None:
+        return "auto"  # the description says how it is chosen
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _preset_defaults(settings_cls, name: str, field: FieldInfo) -> str | None:
+    """'40 (GazeFollow) / 30 (GazeWorld)' for an option whose default depends on the preset, plus
+    the defaults with a teacher where those differ; None when the preset does not matter."""
+    if not hasattr(settings_cls, "preset_values") or "preset" not in settings_cls.model_fields:
+        return None
+    base = field.get_default(call_default_factory=True)
+
+    def default(preset: str, values: dict):
+        chosen = {**settings_cls.dependent_defaults(preset, dict(values)), **settings_cls.preset_values(preset)}
+        return chosen.get(name, base)
+
+    variants = [("", {})]
+    if "teacher" in settings_cls.model_fields:
+        variants.append(("with --teacher: ", {"teacher": "diffusion"}))
+    parts, seen = [], []
+    for label, values in variants:
+        gf, gw = default("gazefollow", values), default("gazeworld", values)
+        if (gf, gw) in seen:
+            continue
+        seen.append((gf, gw))
+        if gf is None and gw is None:
+            continue
+        parts.append(label + (_show(gf) if gf == gw else f"{_show(gf)} (GazeFollow) / {_show(gw)} (GazeWorld)"))
+    if len(parts) == 1 and seen[0][0] == seen[0][1] == base:
+        return None
+    return "; ".join(parts) if parts else None
+
+
+def _help(field: FieldInfo, settings_cls=None, name: str = "") -> str:
     """The description, plus the default (flags default to "not given" so that GAZE_* and
-    --config can fill them in; the model's default is shown here instead)."""
+    --config can fill them in; the model's default is shown here instead), per preset where
+    the preset sets it."""
     text = field.description or ""
     if field.is_required():
         return text + r" \[required]"
+    by_preset = _preset_defaults(settings_cls, name, field) if settings_cls is not None and name != "preset" else None
+    if by_preset is not None:
+        return text + rf" \[default: {by_preset}]"
     value = field.get_default(call_default_factory=True)
     if isinstance(value, bool):
         return text + (r" \[default: on]" if value else r" \[default: off]")
@@ -54,7 +96,7 @@ def _help(field: FieldInfo) -> str:
 _METAVARS = {int: "INT", float: "FLOAT", Path: "PATH", str: "TEXT", list: "TEXT"}
 
 
-def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
+def _parameter(name: str, field: FieldInfo, settings_cls=None) -> inspect.Parameter:
     kind, choices = _base_type(field.annotation)
     extra = (field.json_schema_extra or {}).get("cli", {}) if isinstance(field.json_schema_extra, dict) else {}
     if kind is bool:
@@ -71,9 +113,9 @@ def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
         decls.append(extra["short"])
     metavar = "[" + "|".join(choices) + "]" if choices else _METAVARS.get(kind, "TEXT")
     if extra.get("argument"):
-        info = typer.Argument(None, help=_help(field), metavar=name.upper(), show_default=False)
+        info = typer.Argument(None, help=_help(field, settings_cls, name), metavar=name.upper(), show_default=False)
     else:
-        info = typer.Option(None, *decls, help=_help(field), metavar=None if kind is bool else metavar,
+        info = typer.Option(None, *decls, help=_help(field, settings_cls, name), metavar=None if kind is bool else metavar,
                             show_default=False, rich_help_panel=extra.get("panel"))
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
 
@@ -87,7 +129,7 @@ def settings_command(app: typer.Typer, name: str, settings_cls: type[GazeSetting
     """
 
     def decorator(run: Callable[[GazeSettings], Any]) -> Callable:
-        params = [_parameter(n, f) for n, f in settings_cls.model_fields.items()]
+        params = [_parameter(n, f, settings_cls) for n, f in settings_cls.model_fields.items()]
         params.append(inspect.Parameter(
             "config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
             default=typer.Option(None, "--config", help="TOML file with option values (flags and GAZE_* win)",

@@ -1,13 +1,15 @@
-"""gaze data: synth | check | split | baseline | train-vqa"""
+"""gaze data: synth | check | import | split | baseline | train-vqa"""
 
 from __future__ import annotations
 
 import typer
 
 from gazecli.commands._options import settings_command
-from gazecli.core.settings import BaselineSettings, CheckSettings, SplitSettings, SynthSettings, TrainVQASettings
+from gazecli.core.settings import (BaselineSettings, CheckSettings, ImportSettings, SplitSettings, SynthSettings,
+                                   TrainVQASettings)
 
-app = typer.Typer(name="data", help="Datasets: synthesize GazeWorld, check a dataset, make label splits, baselines, train the GazeWorld VQA.",
+app = typer.Typer(name="data", help="Datasets: synthesize GazeWorld, check a dataset, import your own labels, make label "
+                                    "splits, baselines, train the GazeWorld VQA.",
                   no_args_is_help=True, add_completion=False)
 
 
@@ -89,6 +91,24 @@ def check(s: CheckSettings) -> None:
                       f"an earlier row's person "
                       f"(image and eye) (first: {dup['first']})", soft_wrap=True)
     console.print("[green]ok[/]")
+
+
+@settings_command(app, "import", ImportSettings)
+def import_(s: ImportSettings) -> None:
+    """Turn your own labels (image, head box, gaze point or "outside") into a GazeFollow-layout dataset."""
+    from gazecli.commands._report import console, key_value_table, print_outputs
+    from gazecli.core.data.check import check_dataset
+    from gazecli.core.data.importer import import_labels
+
+    summary = import_labels(s.file, s.images, s.out, s.test_fraction, s.seed, s.force)
+    check_dataset(s.out)  # read back with the readers every command uses
+    console.print(key_value_table(f"imported into {summary['root']}", [
+        ("persons / images", f"{summary['persons']} / {summary['images']} ({summary['out_of_frame']} looking out of frame)"),
+        ("train images / persons", f"{summary['train_images']} / {summary['train_persons']}"),
+        ("test images / persons", f"{summary['test_images']} / {summary['test_persons']} (seed {summary['seed']})"),
+    ]))
+    print_outputs("checked with gaze data check; next: gaze train-student --data "
+                  f"{summary['root']} --ratio 1.0", summary["files"])
 
 
 @settings_command(app, "split", SplitSettings)

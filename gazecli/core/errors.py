@@ -3,6 +3,10 @@ anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
+import re
+
+_NUMPY_REPR = re.compile(r"\bnp\.(?:float|int|uint|bool_|str_)\w*\(([^()]*)\)")
+
 
 class GazeError(Exception):
     """A problem with the user's input (data, files, options), reported as one line."""
@@ -14,7 +18,8 @@ class GazeError(Exception):
         if "Original Traceback (most recent call last):" in text:  # re-raised by a DataLoader worker
             last = text.strip().splitlines()[-1]  # "gazecli.core.errors.DataError: <the message>"
             text = last.split(": ", 1)[1] if ": " in last else last
-        super().__init__(" ".join(text.split()))  # always a single line
+        # always a single line, numbers plain: a numpy scalar's repr (np.float64(0.53)) becomes 0.53
+        super().__init__(_NUMPY_REPR.sub(r"\1", " ".join(text.split())))
 
 
 class SettingsError(GazeError):

@@ -10,7 +10,6 @@ Persons are joined to the annotations on (path, eye) with tolerance 1e-4.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from gazecli.core.data.table import PersonTable
 from gazecli.core.errors import DataError
-from gazecli.core.io import write_arrays, write_text
+from gazecli.core.io import write_arrays
 
 JOIN_TOLERANCE = 1e-4
 
@@ -104,7 +103,7 @@ def join_predictions(table: PersonTable, predictions: Predictions, name: str = "
             close = np.flatnonzero(d <= tolerance)
         else:
             close = np.zeros(0, dtype=np.int64)
-        where = f"{name}: person {i} ({predictions.path[i]}, eye {tuple(np.round(predictions.eye[i], 6))})"
+        where = f"{name}: person {i} ({predictions.path[i]}, eye {_plain_pair(predictions.eye[i])})"
         if len(close) == 0:
             raise DataError(f"{where} is not a person of the {table.split} split")
         if len(close) > 1:
@@ -117,10 +116,10 @@ def join_predictions(table: PersonTable, predictions: Predictions, name: str = "
     if len(missing):
         r = missing[0]
         raise DataError(f"{name}: {len(missing)} of {len(table)} persons of the {table.split} split have no "
-                        f"prediction (first: {table.path[r]}, eye {tuple(np.round(table.eye_xy_norm[r], 6))})")
+                        f"prediction (first: {table.path[r]}, eye {_plain_pair(table.eye_xy_norm[r])})")
     return match
 
 
-def save_prediction_records(path: Path, records: list[dict]) -> Path:
-    """`gaze predict`'s predictions.jsonl: one JSON object per person, one per line."""
-    return write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+def _plain_pair(xy) -> str:
+    """(0.53, 0.2) as people write it (numpy scalars would print np.float64(...))."""
+    return "(" + ", ".join(f"{round(float(v), 6):g}" for v in xy) + ")"

@@ -126,17 +126,15 @@ class RunDir:
             self._write(self.steps_csv, [r for r in self._read(self.steps_csv) if int(r["step"]) <= after_step])
 
     def plot_curves(self) -> Path | None:
-        """curves.png: every numeric column of metrics.csv against the epoch (needs matplotlib)."""
+        """curves.png: every numeric column of metrics.csv against the epoch."""
         rows = self.epoch_rows()
         if not self.writable or not rows:
             return None
-        try:
-            import matplotlib
+        import matplotlib
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return None
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
         keys = [k for k in rows[0] if k not in ("epoch", "step", "time") and not k.endswith("_n")
                 and _is_number(rows[-1].get(k))]
         if not keys:

@@ -39,6 +39,12 @@ class TrainingDiverged(GazeError):
     """A NaN or infinite loss: the run stops, the last good checkpoint stays."""
 
 
+class TrainingInterrupted(GazeError):
+    """Ctrl-C during training: one line that says how to continue."""
+
+    exit_code = 130
+
+
 class Reporter(Protocol):
     def run_started(self, run_dir: Path, epochs: int, start_epoch: int) -> None: ...
     def epoch_started(self, epoch: int, epochs: int, n_steps: int, done: int) -> None: ...
@@ -287,6 +293,12 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
             reporter.epoch_finished(epoch, row)
             for callback in spec.callbacks:
                 callback.on_epoch_end(epoch, row)
+    except KeyboardInterrupt:
+        if run.last().is_file():
+            raise TrainingInterrupted(f"interrupted; continue from the last checkpoint with: gaze {spec.command} "
+                                      f"--resume {run.path}") from None
+        raise TrainingInterrupted(f"interrupted before the first checkpoint of {run.path} was written "
+                                  f"(nothing to resume: start again)") from None
     finally:
         if info.enabled:
             dist_utils.barrier()

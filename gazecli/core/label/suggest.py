@@ -1,12 +1,12 @@
 """Model suggestions for `gaze label --checkpoint` (docs/labelling.md): the head boxes of an image
 (a heads CSV, else detected faces) with the gaze a trained student predicts for them, the gaze of a
 head box the user draws, and the `--order uncertain` score of an image. The student runs through
-`gazecli.Predictor` (core/predictor.py).
+`gazecli.Predictor` (core/predict/predictor.py).
 """
 
 from __future__ import annotations
 
-import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +15,19 @@ from gazecli.core.errors import DataError
 
 
 def read_suggested_heads(path: Path) -> dict[str, list[list[float]]]:
-    """CSV `file,x,y,w,h` (pixels; header optional; several rows per image) -> {file: [xyxy boxes]};
-    `file` is the image's path relative to IMAGES, or its bare name."""
+    """A heads CSV in `gaze predict --heads-csv`'s format (core/predict/boxes.py: `file,x,y,w,h`,
+    pixels, header optional, several rows per image, optional eye columns ignored here) ->
+    {file: [xyxy boxes]}; `file` is the image's path relative to IMAGES, or its bare name. Every
+    box is checked now (four finite numbers, positive width and height), naming file:line."""
+    from gazecli.core.predict.boxes import parse_xywh_text, read_heads_csv
+
     heads: dict[str, list[list[float]]] = {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        for line_no, row in enumerate(csv.reader(f), start=1):
-            if not row or row[0].strip().lower() in ("file", "image"):
-                continue
-            try:
-                x, y, w, h = (float(v) for v in row[1:5])
-                if len(row) != 5 or w <= 0 or h <= 0:
-                    raise ValueError
-            except ValueError:
-                raise DataError(f"{Path(path).name}:{line_no}: expected file,x,y,w,h with a positive width and height") from None
-            heads.setdefault(row[0].strip().replace("\\", "/"), []).append([x, y, x + w, y + h])
+    for key, rows in read_heads_csv(path).items():
+        for text, _, source in rows:
+            x, y, w, h = parse_xywh_text(text, f"{source}: head {text!r}", DataError)
+            if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+                raise DataError(f"{source}: expected file,x,y,w,h with finite numbers and a positive width and height")
+            heads.setdefault(key, []).append([x, y, x + w, y + h])
     return heads
 
 
@@ -38,7 +37,7 @@ class ModelSuggester:
 
     def __init__(self, checkpoint: Path, images_dir: Path, device: str = "auto", heads: dict | None = None):
         from gazecli.core.data.images import read_image_rgb
-        from gazecli.core.predictor import Predictor
+        from gazecli.core.predict.predictor import Predictor
 
         self.predictor = Predictor(checkpoint, device=device)
         self.images_dir = Path(images_dir)
@@ -61,10 +60,9 @@ class ModelSuggester:
         return self.heads.get(key, self.heads.get(Path(key).name, []))
 
     def _predict(self, key: str, boxes: list[list[float]] | None) -> list:
-        heads = None if boxes is None else [f"{b[0]},{b[1]},{b[2] - b[0]},{b[3] - b[1]}" for b in boxes]
-        if heads == []:
+        if boxes is not None and not boxes:
             return []
-        return self.predictor.predict(self.rgb(key), heads, name=key)
+        return self.predictor.predict(self.rgb(key), heads_xyxy_px=boxes, name=key)
 
     @staticmethod
     def _person(p) -> dict:
@@ -83,8 +81,9 @@ class ModelSuggester:
 
     def points_norm(self, rgb: np.ndarray, boxes_xyxy_px: np.ndarray) -> np.ndarray:
         """(N, 2) predicted gaze points, normalised, for given head boxes (the uncertainty's predictor)."""
-        heads = [f"{b[0]},{b[1]},{b[2] - b[0]},{b[3] - b[1]}" for b in np.asarray(boxes_xyxy_px, dtype=float)]
-        return np.array([p.point_xy_norm for p in self.predictor.predict(rgb, heads)], dtype=np.float64).reshape(-1, 2)
+        boxes = np.asarray(boxes_xyxy_px, dtype=float).reshape(-1, 4).tolist()
+        return np.array([p.point_xy_norm for p in self.predictor.predict(rgb, heads_xyxy_px=boxes)],
+                        dtype=np.float64).reshape(-1, 2)
 
     def uncertainty(self, key: str) -> float | None:
         """Mean flip disagreement over the image's suggested persons (None: no head known)."""

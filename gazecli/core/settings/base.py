@@ -166,8 +166,11 @@ def option_sources(cls, flags: dict, config: Path | None, fields=None) -> dict[s
 
 
 def _describe(cls, error: ValidationError, flags: dict, config: Path | None) -> str:
-    """One line for the first validation error, naming where the bad value came from."""
-    first = error.errors()[0]
+    """One line listing every validation error, each naming where the bad value came from."""
+    return "; ".join(dict.fromkeys(_describe_one(cls, e, flags, config) for e in error.errors()))
+
+
+def _describe_one(cls, first: dict, flags: dict, config: Path | None) -> str:
     field = str(first["loc"][0]) if first["loc"] else ""
     if not field:  # a rule across options
         return _lower_first(first["msg"].removeprefix("Value error, "))
@@ -184,9 +187,24 @@ def _describe(cls, error: ValidationError, flags: dict, config: Path | None) -> 
             message = message[len(prefix):]
     message = _lower_first(message)
     got = first.get("input")
-    shown = "" if got is None or isinstance(got, dict) else f" (got {got!r})"
-    more = len(error.errors()) - 1
-    return f"{where}: {message}{shown}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+    shown = "" if got is None or isinstance(got, dict) else f" (got {_plain(got)})"
+    return f"{where}: {message}{shown}"
+
+
+def _plain(value: Any) -> str:
+    """A value as a user typed it: numbers plain (never np.float64(...)), text quoted."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, (int, float)) or type(value).__module__ == "numpy":
+        try:
+            if isinstance(value, int) or type(value).__name__.startswith(("int", "uint")):
+                return str(int(value))
+            return repr(float(value))
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_plain(v) for v in value) + "]"
+    return repr(value)
 
 
 def _lower_first(message: str) -> str:

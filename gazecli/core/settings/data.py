@@ -1,4 +1,4 @@
-"""Settings of `gaze data ...`: synth, check, split, baseline, train-vqa."""
+"""Settings of `gaze data ...`: synth, check, import, split, baseline, train-vqa."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from gazecli.core.constants import QUESTION_TYPES
 from gazecli.core.settings.base import (DEVICE_HELP, SKIP_INVALID_HELP, DatasetKind, Device, ExistingDir,
-    GazeSettings, Precision, StrList, cli)
+    ExistingFile, GazeSettings, Precision, StrList, cli)
 
 QuestionTypes = Annotated[list[Literal[QUESTION_TYPES]], StrList]  # type: ignore[valid-type]
 
@@ -38,6 +38,20 @@ class CheckSettings(GazeSettings):
     follow_symlinks: bool = Field(False, description="accept image files that are symbolic links out of ROOT")
     max_image_pixels: int | None = Field(None, ge=1, description="refuse images whose header claims more pixels "
                                                                  "(default 100000000; a decompression-bomb guard)")
+
+
+class ImportSettings(GazeSettings):
+    """gaze data import"""
+
+    file: ExistingFile = Field(description="labels: CSV image,head_x,head_y,head_w,head_h,gaze_x,gaze_y[,eye_x,eye_y] "
+                                           "or JSON (pixels; gaze 'outside' when out of frame)",
+                               json_schema_extra=cli(argument=True))
+    images: ExistingDir = Field(description="folder the labels' image paths are relative to")
+    out: Path = Field(description="dataset root to write (GazeFollow layout)", json_schema_extra=cli(short="-o"))
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of the images drawn into the test split "
+                                 "(only images whose persons all look inside the frame)")
+    seed: int = Field(0, ge=0, description="seed of the train/test draw")
+    force: bool = Field(False, description="write into a non-empty --out folder")
 
 
 class SplitSettings(GazeSettings):

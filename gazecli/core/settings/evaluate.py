@@ -47,9 +47,18 @@ class PredictSettings(GazeSettings):
     checkpoint: Path = Field(description="a student: run folder (its best weights) or .safetensors file")
     head: list[str] = Field([], description="head box x,y,w,h in pixels (repeat for several persons); "
                                             "none: heads are detected")
-    heads_csv: ExistingFile | None = Field(None, description="CSV file,x,y,w,h of head boxes per image (folders)")
+    heads_csv: ExistingFile | None = Field(None, description="CSV file,x,y,w,h[,eye_x,eye_y] of head boxes per image "
+                                                             "(file: path relative to the folder)")
+    recursive: bool = Field(False, description="folders: also the images in subfolders (outputs mirror them)")
+    resume: Path | None = Field(None, description="continue an earlier output folder: inputs already in its "
+                                                  "predictions.jsonl are skipped")
+    detector: Literal["auto", "mtcnn", "cascade"] = Field(
+        "auto", description="head detector when no boxes are given (auto: mtcnn when facenet-pytorch is installed, "
+                            "else OpenCV's cascade)")
     every: int = Field(1, ge=1, description="video: predict every N-th frame")
-    save_heatmaps: bool = Field(False, description="also write every heatmap to heatmaps.npz")
+    detect_every: int = Field(5, ge=1, description="video: detect heads every N-th predicted frame, track them between")
+    save_heatmaps: bool = Field(False, description="also write the heatmaps as predictions.npz (the prediction-file "
+                                                   "format gaze eval --predictions reads)")
     device: Device = Field("auto", description=DEVICE_HELP)
     precision: Precision = Field("auto", description="mixed precision on CUDA")
     project: Path = Field(Path("runs"), description="parent folder of output folders")

@@ -22,7 +22,8 @@ class LabelSettings(GazeSettings):
     checkpoint: Path | None = Field(None, description="a student run (folder or .safetensors) whose predicted head "
                                                       "boxes and gaze points are offered as suggestions")
     heads_csv: ExistingFile | None = Field(None, description="CSV file,x,y,w,h of suggested head boxes per image "
-                                                             "(default: detected faces); needs --checkpoint")
+                                                             "(gaze predict's --heads-csv format; default: detected "
+                                                             "heads); needs --checkpoint")
     order: Literal["file", "random", "uncertain"] = Field(
         "file", description="order of the images: file (sorted names), random (seeded), uncertain (the images the "
                             "--checkpoint model is least sure of first)")

@@ -7,12 +7,14 @@ Supervised mode (`--teacher none`) trains on the labelled part of the split only
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gazecli.core.data.dataset import GazeDataset
+from gazecli.core.data.kind import describe_dataset
 from gazecli.core.data.transforms import SampleConfig
 from gazecli.core.engine.device import resolve_device
 from gazecli.core.engine.sampling import EpochBatches
@@ -158,7 +160,7 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
                               (lambda t: {"gradcam": gradcam_maps(settings, t)}) if settings.model == "vat-gc" else None),
         select_metric=settings.select_metric, select_mode=select_mode(settings.select_metric),
         select_on=settings.select_on, eval_every=settings.eval_every, checkpoint_every=settings.checkpoint_every,
-        extra_meta={**run_meta(settings, split_note),
+        extra_meta={**run_meta(settings, split_note), "trained_on": describe_dataset(Path(settings.data)),
                     "gradcam": str(settings.gradcam) if settings.gradcam else None,
                     "teacher": {"kind": settings.teacher, "pseudo_inout": rule,
                                 "cached": settings.pseudo_cache is not None}},
