@@ -43,6 +43,16 @@ def build_app(session: LabelSession, suggester: Suggester | None = None, export_
     def error(e: GazeError) -> JSONResponse:
         return JSONResponse({"error": str(e)}, status_code=getattr(e, "status", 400))
 
+    def refusing(handler):
+        """A handler whose user-caused errors (`GazeError`, `LabelError` among them) answer
+        {"error": ...} with their status instead of a server error."""
+        async def wrapped(request: Request):
+            try:
+                return await handler(request)
+            except GazeError as e:
+                return error(e)
+        return wrapped
+
     async def body(request: Request) -> dict:
         try:
             data = await request.json()
@@ -66,69 +76,55 @@ def build_app(session: LabelSession, suggester: Suggester | None = None, export_
         with lock:
             return JSONResponse(state_json())
 
+    @refusing
     async def image_file(request: Request):
-        try:
-            image = session.image(request.query_params.get("key"))
-        except LabelError as e:
-            return error(e)
+        image = session.image(request.query_params.get("key"))
         return FileResponse(session.images_dir / image.key)
 
+    @refusing
     async def labels(request: Request):
-        try:
-            with lock:
-                image = session.image(request.query_params.get("key"))
-                return JSONResponse({"image": image.to_json(), "progress": session.progress()})
-        except LabelError as e:
-            return error(e)
+        with lock:
+            image = session.image(request.query_params.get("key"))
+            return JSONResponse({"image": image.to_json(), "progress": session.progress()})
 
+    @refusing
     async def claim(request: Request):
-        try:
-            data = await body(request)
-            with lock:
-                session.claim(data.get("tab"))
-            return JSONResponse({"ok": True})
-        except LabelError as e:
-            return error(e)
+        data = await body(request)
+        with lock:
+            session.claim(data.get("tab"))
+        return JSONResponse({"ok": True})
 
+    @refusing
     async def action(request: Request):
-        try:
-            data = await body(request)
-            tab = data.pop("tab", None)
-            with lock:
-                image = session.act(data, tab)
-                return JSONResponse({"image": image.to_json(), "progress": session.progress()})
-        except LabelError as e:
-            return error(e)
+        data = await body(request)
+        tab = data.pop("tab", None)
+        with lock:
+            image = session.act(data, tab)
+            return JSONResponse({"image": image.to_json(), "progress": session.progress()})
 
+    @refusing
     async def suggest(request: Request):
-        try:
-            if suggester is None:
-                raise LabelError("no model suggestions: start gaze label with --checkpoint RUN", 404)
-            key = session.image(request.query_params.get("key")).key
-            return JSONResponse({"persons": suggester.persons(key)})
-        except LabelError as e:
-            return error(e)
+        if suggester is None:
+            raise LabelError("no model suggestions: start gaze label with --checkpoint RUN", 404)
+        key = session.image(request.query_params.get("key")).key
+        return JSONResponse({"persons": suggester.persons(key)})
 
+    @refusing
     async def suggest_gaze(request: Request):
-        try:
-            if suggester is None:
-                raise LabelError("no model suggestions: start gaze label with --checkpoint RUN", 404)
-            data = await body(request)
-            image = session.image(data.get("key"))
-            box = check_head_box(data.get("head_box_xyxy_px"), image)
-            return JSONResponse(suggester.gaze(image.key, box))
-        except LabelError as e:
-            return error(e)
+        if suggester is None:
+            raise LabelError("no model suggestions: start gaze label with --checkpoint RUN", 404)
+        data = await body(request)
+        image = session.image(data.get("key"))
+        box = check_head_box(data.get("head_box_xyxy_px"), image)
+        return JSONResponse(suggester.gaze(image.key, box))
 
+    @refusing
     async def export(request: Request):
-        try:
-            data = await body(request)
-            with lock:
-                session.claim(data.get("tab"))
-                summary = export_dataset(session, **export_options)
-            return JSONResponse(summary)
-        except GazeError as e:
-            return error(e)
+        data = await body(request)
+        with lock:
+            session.claim(data.get("tab"))
+            summary = export_dataset(session, **export_options)
+        return JSONResponse(summary)
 
     routes = [
         Route("/", index),
