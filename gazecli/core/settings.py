@@ -313,8 +313,9 @@ class TrainSettings(GazeSettings):
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
     eval_every: int = Field(1, ge=1, description="evaluate every N epochs")
     eval_batch_size: int = Field(64, ge=1, description="persons per evaluation batch")
-    select_on: Literal["val", "test"] = Field(
-        "val", description="split that selects the best weights (test: the official code's habit; biased)")
+    select_on: Literal["val", "test", "last"] = Field(
+        "val", description="split that selects the best weights (test: the official code's habit; biased; last: no "
+                           "selection, the weights of the last step)")
     select_metric: Literal["avg_l2", "auc", "min_l2"] = Field("avg_l2", description="metric that selects the best weights")
     checkpoint_every: int = Field(0, ge=0, description="also save weights/last every N steps (0: at epoch ends)")
     project: Path = Field(Path("runs"), description="parent folder of run folders")
@@ -368,10 +369,25 @@ class PredictSettings(GazeSettings):
         return self
 
 
+# the GazeWorld preset's student (docs/gazeworld.md: what makes it learn in minutes of CPU)
+GAZEWORLD_STUDENT = {"model": "gw-student", "optimizer": "adamw", "weight_decay": 1e-4, "schedule": "cosine",
+                     "lr": 2e-3, "augment_kinds": "flip"}
+
+
 class TrainStudentSettings(TrainSettings):
     """gaze train-student"""
 
-    model: Literal["vat", "vat-gc"] = Field("vat", description="student model (vat-gc also reads --gradcam)")
+    model: Literal["vat", "vat-gc", "gw-student"] | None = Field(
+        None, description="student model (vat-gc also reads --gradcam; gw-student: the small GazeWorld student; "
+                          "preset: gw-student for GazeWorld, vat otherwise)")
+    optimizer: Literal["adam", "adamw"] | None = Field(None, description="optimiser (preset: adamw for GazeWorld, "
+                                                       "adam as the paper otherwise)")
+    weight_decay: float | None = Field(None, ge=0, description="AdamW weight decay (preset: 1e-4 for GazeWorld)")
+    schedule: Literal["step", "cosine"] | None = Field(
+        None, description="learning rate: step (x --gamma at --milestones, the paper's) or cosine (per step to 0 over "
+                          "the run; preset for GazeWorld)")
+    augment_kinds: Literal["all", "flip"] | None = Field(
+        None, description="with --augment: all (jitter, crop, flip, colour) or flip only (preset for GazeWorld)")
     init: str = Field("random", description="initial weights: random, imagenet, or a file "
                                             "(e.g. Chong et al.'s initial_weights_for_spatial_training.pt)")
     teacher: Literal["none", "gradcam", "diffusion", "noise", "vat", "vat-gc"] = Field(
@@ -416,6 +432,9 @@ class TrainStudentSettings(TrainSettings):
     pseudo_report: bool = Field(False, description="only score the pseudo-labels (raw Grad-CAM and the teacher's) of "
                                 "the unlabelled persons against their hidden labels, print the table and exit",
                                 json_schema_extra=cli(panel="Teacher"))
+    report_student: Path | None = Field(None, description="with --pseudo-report: also score this student (run folder "
+                                        "or weights) on the same persons: the baseline a pseudo-label must beat",
+                                        json_schema_extra=cli(panel="Teacher"))
     milestones: list[int] | None = Field(None, description="epochs at which the learning rate is multiplied by "
                                          "--gamma (default 25,40; with a teacher 15)")
     gamma: float = Field(0.2, gt=0, le=1, description="learning-rate factor at each milestone")
@@ -434,10 +453,12 @@ class TrainStudentSettings(TrainSettings):
     @classmethod
     def preset_values(cls, preset: str) -> dict:
         values = super().preset_values(preset)
-        if preset == "gazeworld":  # the tiny model learns in minutes of CPU with these (see README: GazeWorld)
+        if preset == "gazeworld":  # the small student learns in minutes of CPU with these (docs/gazeworld.md)
             values.update(epochs=30, batch_size=32, lr=1e-3, milestones=[20], loss="kl", coords=True)
+            values.update(GAZEWORLD_STUDENT)
         else:
-            values.update(loss="mse", coords=False)
+            values.update(loss="mse", coords=False, model="vat", optimizer="adam", weight_decay=0.0,
+                          schedule="step", augment_kinds="all")
         return values
 
     @classmethod
@@ -572,6 +593,9 @@ class DiffusionSettings(TrainSettings):
     coords: bool | None = Field(None, description="head-relative coordinate channels on the encoder's scene input "
                                 "(CoordConv; preset: on for GazeWorld, off for the paper's model)",
                                 json_schema_extra=cli(panel="Denoiser"))
+    encoder: Literal["vat", "gw-student"] | None = Field(
+        None, description="scene+head condition encoder: the VAT trunk, or the GazeWorld student's (preset for "
+                          "GazeWorld, so --init can start it from a gw-student run)", json_schema_extra=cli(panel="Denoiser"))
     gradient_checkpointing: bool = Field(False, description="recompute attention in the backward pass (saves memory; "
                                                             "the official code always does)",
                                          json_schema_extra=cli(panel="Denoiser"))
@@ -597,10 +621,10 @@ class DiffusionSettings(TrainSettings):
         values = super().preset_values(preset)
         if preset == "gazeworld":  # a 0.28 M-parameter UNet at 32x32 that trains on a CPU in minutes
             values.update(model_channels=16, channel_mult=[1, 2, 2], num_res_blocks=1, attention_resolutions=[8],
-                          num_heads=4, norm_groups=8, coords=True)
+                          num_heads=4, norm_groups=8, coords=True, encoder="gw-student")
         else:  # the paper's denoiser (spec §3.1)
             values.update(model_channels=64, channel_mult=[1, 2, 3, 4], num_res_blocks=2,
-                          attention_resolutions=[16, 8], num_heads=4, norm_groups=32, coords=False)
+                          attention_resolutions=[16, 8], num_heads=4, norm_groups=32, coords=False, encoder="vat")
         return values
 
     @classmethod
@@ -791,7 +815,9 @@ class DemoSettings(GazeSettings):
     out: Path = Field(Path("gaze-demo"), description="folder for the world, the runs and the results (a rerun "
                                                      "resumes it)", json_schema_extra=cli(short="-o"))
     ratio: float = Field(0.1, gt=0.0, lt=1.0, description="fraction of training persons with labels")
-    seed: int = Field(0, ge=0, description="seed of the world, the split and every training run")
+    seed: int = Field(0, ge=0, description="seed of the world (and of the figure's persons)")
+    seeds: IntList | None = Field(None, description="seeds of the label split and of every training run, "
+                                                    "comma-separated (default 0,1,2); the tables show mean ± std")
     device: Device = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     full: bool = Field(False, description="a larger world and longer training (for a GPU) instead of the "
                                           "10-minute CPU configuration")

@@ -46,6 +46,10 @@ def model_config(settings: DiffusionSettings) -> dict:
     fields}: what `build_model("diffusion", ...)` and `build_scheduler` rebuild from a checkpoint."""
     encoder = {"backbone": settings.backbone, "input_size": settings.input_size, "face_size": settings.face_size,
                "heatmap_size": settings.heatmap_size, "inout": False, "coords": bool(settings.coords)}
+    if settings.encoder == "gw-student":  # the GazeWorld student's trunk (docs/gazeworld.md)
+        from gazecli.core.models.gazeworld_student import encoder_config
+
+        encoder = encoder_config(settings)
     denoiser = {"image_size": settings.heatmap_size, "model_channels": settings.model_channels,
                 "channel_mult": list(settings.channel_mult), "num_res_blocks": settings.num_res_blocks,
                 "attention_resolutions": list(settings.attention_resolutions), "num_heads": settings.num_heads,

@@ -28,11 +28,17 @@ from gazecli.core.stages.evaluate import score_predictions
 
 
 def sample_config(settings: TrainSettings, augment: bool) -> SampleConfig:
+    only_flip = augment and getattr(settings, "augment_kinds", "all") == "flip"
     return SampleConfig(input_size=settings.input_size, face_size=settings.face_size,
-                        heatmap_size=settings.heatmap_size, sigma=settings.sigma, augment=augment)
+                        heatmap_size=settings.heatmap_size, sigma=settings.sigma, augment=augment,
+                        **({"jitter_prob": 0.0, "crop_prob": 0.0, "colour_prob": 0.0} if only_flip else {}))
 
 
 def model_config(settings: TrainStudentSettings) -> dict:
+    if settings.model == "gw-student":
+        from gazecli.core.models.gazeworld_student import student_config
+
+        return student_config(settings)
     return {"backbone": settings.backbone, "input_size": settings.input_size, "face_size": settings.face_size,
             "heatmap_size": settings.heatmap_size, "inout": settings.inout_weight > 0, "coords": bool(settings.coords)}
 
@@ -72,6 +78,8 @@ def evaluator(settings: TrainSettings, forward, train_table, split: LabelSplit, 
     cache: dict = {}
 
     def evaluate(model, name: str) -> dict:
+        if name == "last":  # --select-on last: nothing to select on, the last weights are tested
+            return {}
         if name not in cache:
             if name == "val":
                 table = train_table.subset(split.val)
@@ -202,8 +210,9 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
     else:
         batches = EpochBatches(np.flatnonzero(split.labelled), settings.batch_size // info.world_size,
                                seed=settings.seed, rank=info.rank, world_size=info.world_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=settings.milestones, gamma=settings.gamma)
+    from gazecli.core.engine.schedules import make_optimizer
+
+    optimizer, scheduler, after_step = make_optimizer(settings, model, settings.epochs * len(batches))
     loss_fn = student_loss(settings, teacher, rule)
 
     spec = TrainSpec(
@@ -214,6 +223,7 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
                               (lambda t: {"gradcam": gradcam_maps(settings, t)}) if settings.model == "vat-gc" else None),
         select_metric=settings.select_metric, select_mode="max" if settings.select_metric == "auc" else "min",
         select_on=settings.select_on, eval_every=settings.eval_every, checkpoint_every=settings.checkpoint_every,
+        after_step=after_step,
         extra_meta={"sample": asdict(sample_config(settings, False)), "data": str(Path(settings.data)),
                     "split": {"ratio": settings.ratio, "seed": settings.split_seed, "val_fraction": settings.val_fraction,
                               "dir": str(settings.split_dir) if settings.split_dir else None, "source": split_note},
@@ -334,6 +344,8 @@ def pseudo_label_report(settings: TrainStudentSettings, progress=None) -> dict:
         preds = Predictions(table.path.astype(str), table.eye_xy_norm, heat)
         # persons without a usable target are scored too (their map is flat: AUC 0.5): an honest average
         results.append({"name": name, **_scores(table, preds, device), "usable": float(usable.mean())})
+    if settings.report_student is not None:  # the student trained on the labels alone: what a pseudo-label must beat
+        results.append(_student_row(settings, table, dataset, device))
     return {"split": note, "persons": int(len(table)), "ratio": settings.ratio, "results": results,
             "teacher": settings.teacher, "denoise_steps": settings.denoise_steps, "ddim_steps": settings.ddim_steps,
             "compat": settings.compat}
@@ -342,3 +354,27 @@ def pseudo_label_report(settings: TrainStudentSettings, progress=None) -> dict:
 def _scores(table, preds, device) -> dict:
     result = score_predictions(table, preds, "native", str(device))
     return {k: result[k] for k in ("auc", "avg_l2", "min_l2", "n")}
+
+
+def _student_row(settings: TrainStudentSettings, table, dataset, device) -> dict:
+    """--report-student: that student's heatmaps of the report's persons, scored like the pseudo-labels
+    (row "10 % student (none)": its label ratio and teacher)."""
+    from gazecli.core.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from gazecli.core.models import STUDENT_MODELS, build_model
+
+    path = resolve_checkpoint(settings.report_student)
+    state, meta, _ = load_checkpoint(path)
+    spec = meta.get("model") or {}
+    if spec.get("name") not in STUDENT_MODELS or spec["name"] == "vat-gc":
+        raise SettingsError(f"--report-student {settings.report_student}: not a student checkpoint without Grad-CAM "
+                            f"input (a {spec.get('name')!r} model)")
+    if (meta.get("sample") or {}).get("input_size", settings.input_size) != settings.input_size:
+        raise SettingsError(f"--report-student {settings.report_student}: trained at another --input-size")
+    model = build_model(spec["name"], spec["config"])
+    model.load_state_dict(state)
+    model.to(device).eval()
+    preds = predict_dataset(lambda b: student_forward(model, b), dataset, settings.eval_batch_size, device, "fp32",
+                            settings.workers)
+    ratio = float((meta.get("split") or {}).get("ratio", settings.ratio))
+    teacher = (meta.get("teacher") or {}).get("kind", "none")
+    return {"name": f"{ratio * 100:g} % student ({teacher})", **_scores(table, preds, device), "usable": 1.0}
