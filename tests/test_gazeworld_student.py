@@ -57,7 +57,7 @@ def test_the_head_position_changes_the_heatmap():
 
 def test_presets_pick_the_student_and_its_optimiser(world):
     s = load_settings(TrainStudentSettings, {"data": world})
-    assert (s.model, s.optimizer, s.schedule, s.augment_kinds, s.lr) == ("gw-student", "adamw", "cosine", "flip", 2e-3)
+    assert (s.model, s.optimizer, s.schedule, s.augment_kinds, s.lr) == ("gw-student", "adamw", "cosine", "flip", 4e-3)
     s = load_settings(TrainStudentSettings, {"data": world, "preset": "gazefollow"})
     assert (s.model, s.optimizer, s.schedule, s.augment_kinds) == ("vat", "adam", "step", "all")
     s = load_settings(TrainStudentSettings, {"data": world, "model": "vat", "lr": 1e-4})  # the user's choice wins
@@ -75,7 +75,7 @@ def test_cosine_schedule_runs_from_lr_to_zero_per_step(world):
     opt, sched, hook = make_optimizer(s, model, 10)
     assert isinstance(opt, torch.optim.AdamW) and sched is None and opt.param_groups[0]["weight_decay"] == 1e-4
     hook(5)
-    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert opt.param_groups[0]["lr"] == pytest.approx(2e-3)
     s = load_settings(TrainStudentSettings, {"data": world, "preset": "gazefollow"})
     opt, sched, hook = make_optimizer(s, model, 10)
     assert type(opt) is torch.optim.Adam and hook is None and sched is not None

@@ -371,7 +371,7 @@ class PredictSettings(GazeSettings):
 
 # the GazeWorld preset's student (docs/gazeworld.md: what makes it learn in minutes of CPU)
 GAZEWORLD_STUDENT = {"model": "gw-student", "optimizer": "adamw", "weight_decay": 1e-4, "schedule": "cosine",
-                     "lr": 2e-3, "augment_kinds": "flip"}
+                     "lr": 4e-3, "augment_kinds": "flip"}
 
 
 class TrainStudentSettings(TrainSettings):

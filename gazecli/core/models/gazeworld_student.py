@@ -39,6 +39,7 @@ class GazeWorldConfig:
     fusion_blocks: int = 2
     decoder_width: int = 32
     decoder_levels: int = 1  # x2 upsamplings, each with a skip from the scene stage of that side
+    cone: int = 16  # gaze-cone channels: K face-predicted directions projected on each cell's direction from the head
     inout: bool = False  # build the in/out head
 
     def __post_init__(self):
@@ -102,6 +103,9 @@ class GazeWorldEncoder(nn.Module):
             c = w
         self.face_net = nn.Sequential(*face)
         fuse_in = config.widths[-1] + config.face_widths[-1] + 3  # scene, face vector, offsets (2), head mask
+        if config.cone:
+            self.cone = nn.Linear(config.face_widths[-1], 2 * config.cone)
+            fuse_in += 2 * config.cone
         self.fuse = nn.Sequential(nn.Conv2d(fuse_in, config.fusion_width, 1, bias=False),
                                   nn.BatchNorm2d(config.fusion_width), nn.ReLU(inplace=True),
                                   *[_Residual(config.fusion_width) for _ in range(config.fusion_blocks)])
@@ -116,11 +120,27 @@ class GazeWorldEncoder(nn.Module):
         g = x.shape[-1]
         face_vec = F.adaptive_avg_pool2d(self.face_net(face), 1)  # (B, Cf, 1, 1)
         head = F.adaptive_avg_pool2d(head_channel, g)
-        fused = self.fuse(torch.cat([x, face_vec.expand(-1, -1, g, g), head_offsets(head), head], 1))
+        offsets = head_offsets(head)
+        parts = [x, face_vec.expand(-1, -1, g, g), offsets, head]
+        if self.config.cone:
+            parts += gaze_cone(self.cone(face_vec.flatten(1)), offsets)
+        fused = self.fuse(torch.cat(parts, 1))
         return fused, skips[:-1]
 
     def forward(self, scene, head_channel, face, gradcam=None):
         return self.features(scene, head_channel, face)[0]
+
+
+def gaze_cone(coefficients: torch.Tensor, offsets: torch.Tensor) -> list[torch.Tensor]:
+    """(B, 2K) face-predicted (a_k, b_k), (B, 2, g, g) offsets from the head -> [(B, K, g, g) a_k ux + b_k uy
+    with (ux, uy) the unit direction to each cell (a cone around each predicted direction), (B, K, g, g)
+    a_k dx + b_k dy (how far along it)]: the product of direction and position that a gaze ray needs,
+    which concatenation alone leaves the convolutions to approximate."""
+    k = coefficients.shape[1] // 2
+    a, b = coefficients[:, :k, None, None], coefficients[:, k:, None, None]
+    dx, dy = offsets[:, :1], offsets[:, 1:]
+    r = torch.sqrt(dx * dx + dy * dy + 1e-4)
+    return [a * (dx / r) + b * (dy / r), a * dx + b * dy]
 
 
 class GazeWorldStudent(GazeWorldEncoder):

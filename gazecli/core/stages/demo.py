@@ -38,13 +38,16 @@ from gazecli.core.errors import SettingsError
 # "full": a larger world and longer training, for a GPU.
 PLANS = {
     "quick": {"train_images": 1000, "test_images": 300, "student_steps": 200, "diffusion_epochs": 50,
-              "figure_persons": 4, "cache_samples": 2, "input_size": 96},
+              "figure_persons": 4, "cache_samples": 2, "input_size": 64},
     "full": {"train_images": 8000, "test_images": 1000, "student_steps": 3000, "diffusion_epochs": 150,
              "figure_persons": 6, "cache_samples": 4, "input_size": 128},
 }
 DEMO_ENTRIES = {"world", "jobs", "runs", "gradcam", "pseudo-cache-diffusion", "pseudo-cache-noise", "figure-gradcam", "results.md", "results.json",
                 "results.png"}
-STUDENT_BATCH, LABELLED_BATCH = 32, 8  # the GazeWorld preset's batch; 1 in 4 labelled in two-stream batches
+STUDENT_BATCH, LABELLED_BATCH = 32, 8
+# no validation split: ~14 validation persons at 10 % labels select noisily (issue: std over seeds), so
+# every labelled person trains and every run keeps its last weights (the cosine schedule ends at lr 0)
+DEMO_VAL_FRACTION = 0.0  # the GazeWorld preset's batch; 1 in 4 labelled in two-stream batches
 
 
 @dataclass
@@ -94,17 +97,21 @@ def gradcam_values(settings) -> dict:
     return values
 
 
-def build_jobs(settings, plan: dict, root: Path, split_counts: Callable[[float], tuple[int, int]]) -> list[Job]:
-    """The demo's job graph. `split_counts(ratio)` -> (labelled-for-training persons, unlabelled persons)."""
+def build_jobs(settings, plan: dict, root: Path, split_counts: Callable[[float], tuple[int, int]],
+               gradcam_dir: Path | None = None) -> list[Job]:
+    """The demo's job graph. `split_counts(ratio)` -> (labelled-for-training persons, unlabelled persons).
+    `gradcam_dir`: the training persons' Grad-CAM store (default --out/gradcam; seeds share it)."""
     out = Path(settings.out)
+    gradcam_dir = Path(gradcam_dir) if gradcam_dir is not None else out / "gradcam"
     runs = out / "runs"
     common = {"data": str(root), "seed": settings.seed, "split_seed": settings.seed, "device": settings.device,
-              "project": str(runs), "preset": "gazeworld", "workers": 0, "input_size": plan["input_size"]}
+              "project": str(runs), "preset": "gazeworld", "workers": 0, "input_size": plan["input_size"],
+              "val_fraction": DEMO_VAL_FRACTION, "select_on": "last"}
     # GazeWorld has no pretrained weights (the paper starts the prior's encoder from Chong et al.'s
     # ImageNet / gaze initialisation): the prior's encoder starts from the supervised student trained on
     # the same labels, which the demo trains anyway (no extra data, no unlabelled person's label).
     none_run = runs / "train-student" / "student-none"  # its best weights (last, without a validation split)
-    jobs = [Job("gradcam", "gradcam", {**gradcam_values(settings), "split": "train", "out": str(out / "gradcam"),
+    jobs = [Job("gradcam", "gradcam", {**gradcam_values(settings), "split": "train", "out": str(gradcam_dir),
                                        "data": str(root)},
                 title="Grad-CAM of the training persons (VQA: " + str(settings.vqa_model) + ")"),
             Job("diffusion", "diffusion", {**common, "ratio": settings.ratio, "name": "diffusion",
@@ -124,7 +131,7 @@ def build_jobs(settings, plan: dict, root: Path, split_counts: Callable[[float],
             needs: tuple[str, ...] = ()
         else:
             per_epoch = unlabelled // (STUDENT_BATCH - LABELLED_BATCH)
-            values.update(labeled_batch_size=LABELLED_BATCH, gradcam=str(out / "gradcam"))
+            values.update(labeled_batch_size=LABELLED_BATCH, gradcam=str(gradcam_dir))
             needs = ("gradcam",)
         epochs = epochs_for(steps, per_epoch)
         values.update(epochs=epochs, milestones=[max(1, round(epochs * 2 / 3))], eval_every=max(1, epochs // 8))
@@ -137,9 +144,9 @@ def build_jobs(settings, plan: dict, root: Path, split_counts: Callable[[float],
                         extra={"row": name, "teacher": teacher, "ratio": ratio, "steps": epochs * per_epoch,
                                "run_folder": runs / "train-student" / f"student-{name}"}))
     report = {**common, "ratio": settings.ratio, "teacher": "diffusion", "name": "pseudo-report",
-              "gradcam": str(out / "gradcam"), "teacher_checkpoint": str(runs / "train-diffusion" / "diffusion"),
-              "pseudo_report": True}
-    jobs.append(Job("pseudo-report", "report", report, ("gradcam", "diffusion"),
+              "gradcam": str(gradcam_dir), "teacher_checkpoint": str(runs / "train-diffusion" / "diffusion"),
+              "pseudo_report": True, "report_student": str(none_run)}
+    jobs.append(Job("pseudo-report", "report", report, ("gradcam", "diffusion", "student-none"),
                     title="pseudo-labels of the unlabelled persons vs their hidden truth"))
     jobs.sort(key=lambda j: j.name != "student-none")  # first: the prior's encoder starts from it
     return jobs
@@ -331,7 +338,7 @@ def synthesize_world(settings, plan: dict, root: Path, progress=None) -> dict:
     return {"reused": False, **summary}
 
 
-def split_counter(root: Path, seed: int, val_fraction: float = 0.1):
+def split_counter(root: Path, seed: int, val_fraction: float = DEMO_VAL_FRACTION):
     from gazecli.core.data.gazefollow import read_gazefollow
     from gazecli.core.data.splits import resolve_label_split
 
@@ -348,7 +355,7 @@ def prepare_world(settings, progress: Callable[[int, int], None] | None = None) 
     """--force: start over; then the demo's world (synthesized, or the one already in --out)."""
     out = Path(settings.out)
     if settings.force and out.exists():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES)
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES and not is_seed_folder(p.name))
         if foreign:
             raise SettingsError(f"--out {out}: holds {', '.join(foreign[:3])}, not only a demo's files; "
                                 f"refusing to delete it with --force")
@@ -367,16 +374,88 @@ def run_demo(settings, show: Callable[[list[Job]], None] | None = None) -> dict:
     world = prepare_world(settings.model_copy(update={"force": False}))
     if settings.train_vqa:
         settings = train_demo_vqa(settings, out, root)
-    graph = build_jobs(settings, plan, root, split_counter(root, settings.seed))
+    seeds = demo_seeds(settings)
+    per_seed = {s: settings.model_copy(update={"seed": s, "out": out / f"seed{s}"}) for s in seeds}
+    graph = seeds_graph({s: build_jobs(ss, plan, root, split_counter(root, s), gradcam_dir=out / "gradcam")
+                         for s, ss in per_seed.items()})
     jobs = settings.jobs or max(1, min(2, os.cpu_count() or 1))
     threads = 1 if (jobs > 1 or settings.device == "cpu") else 0
-    done = JobRunner(out / "jobs", jobs, threads, show).run(graph)
-    results = collect_results(settings, plan, world, done)
+    from gazecli.core.seed_summary import cpu_clock
+
+    cpu0, load0 = cpu_clock(), os.getloadavg()
+    done_all = JobRunner(out / "jobs", jobs, threads, show).run(graph)
+    done = {s: seed_jobs(done_all, s) for s in seeds}
+    results = combine_seeds(settings, plan, world, {s: collect_results(per_seed[s], plan, world, done[s])
+                                                    for s in seeds})
     results["seconds"] = time.perf_counter() - t0
+    results["cpu_seconds"], results["load"] = cpu_clock() - cpu0, [load0[0], os.getloadavg()[0]]
     results["files"] = [str(p) for p in write_results(out, results)]
-    results["figure"] = str(write_figure(settings, plan, out, root, done))
+    results["figure"] = str(write_figure(settings.model_copy(update={"seed": seeds[0]}), plan, out, root,
+                                         done[seeds[0]]))
     results["files"].append(results["figure"])
     return results
+
+
+def is_seed_folder(name: str) -> bool:
+    return name.startswith("seed") and name[4:].isdigit()
+
+
+def demo_seeds(settings) -> list[int]:
+    """--seeds (default 0, 1, 2), each once, in the order given."""
+    seeds = list(dict.fromkeys(settings.seeds if settings.seeds else [0, 1, 2]))
+    if any(s < 0 for s in seeds):
+        raise SettingsError(f"--seeds: seeds must be >= 0 (got {', '.join(map(str, seeds))})")
+    return seeds
+
+
+# the order jobs start in when their inputs are ready: the critical path first (the prior's encoder
+# starts from student-none; the semi-supervised students wait for the prior)
+STAGE_ORDER = ("gradcam", "student-none", "diffusion", "student-diffusion", "pseudo-report", "student-gradcam",
+               "student-noise", "student-none-2x", "student-none-10x")
+
+
+def seeds_graph(graphs: dict[int, list[Job]]) -> list[Job]:
+    """One job graph for several seeds: each seed's jobs renamed NAME-sSEED (their `needs` too), the
+    Grad-CAM job (the same world for every seed) once."""
+    merged: dict[str, Job] = {}
+    for seed, graph in graphs.items():
+        for job in graph:
+            if job.kind == "gradcam":
+                merged.setdefault(job.name, job)
+                continue
+            job.extra["seed_of"] = (seed, job.name)
+            job.name = f"{job.name}-s{seed}"
+            job.needs = tuple(n if n == "gradcam" else f"{n}-s{seed}" for n in job.needs)
+            merged[job.name] = job
+    rank = {name: i for i, name in enumerate(STAGE_ORDER)}
+    seeds = list(graphs)
+    return sorted(merged.values(), key=lambda j: (rank.get(j.extra.get("seed_of", (0, j.name))[1], len(rank)),
+                                                  seeds.index(j.extra["seed_of"][0]) if "seed_of" in j.extra else 0))
+
+
+def seed_jobs(done: dict[str, Job], seed: int) -> dict[str, Job]:
+    """The jobs of one seed under their own names (and the shared ones)."""
+    return {(j.extra["seed_of"][1] if "seed_of" in j.extra else name): j for name, j in done.items()
+            if "seed_of" not in j.extra or j.extra["seed_of"][0] == seed}
+
+
+def combine_seeds(settings, plan: dict, world: dict, per_seed: dict[int, dict]) -> dict:
+    """The demo's results over seeds: every per-seed row, mean ± std per student and pseudo-label,
+    the claims judged on the means (and on how many seeds each holds)."""
+    from gazecli.core.seed_summary import demo_verdict, summarize
+
+    seeds = list(per_seed)
+    first = per_seed[seeds[0]]
+    order = [name for name, _, _ in student_ratios(settings.ratio, settings.ablations)]
+    students = [r for s in seeds for r in sorted(per_seed[s]["students"], key=lambda r: order.index(r["student"]))]
+    pseudo = [r for s in seeds for r in per_seed[s]["pseudo_labels"]]
+    summary, pseudo_summary = summarize(students, "student"), summarize(pseudo, "name")
+    return {**{k: first[k] for k in ("ratio", "plan", "device", "vqa_model", "world", "pseudo_split",
+                                     "denoise_steps", "ddim_steps", "gradcam")},
+            "world_seed": settings.seed, "seeds": seeds, "students": students, "pseudo_labels": pseudo,
+            "summary": summary, "pseudo_summary": pseudo_summary,
+            "verdict": demo_verdict(summary, pseudo_summary, students, pseudo, first["ratio"]),
+            "per_seed": {str(s): {k: per_seed[s][k] for k in ("verdict", "diffusion_prior", "jobs")} for s in seeds}}
 
 
 def train_demo_vqa(settings, out: Path, root: Path):
@@ -404,12 +483,14 @@ def collect_results(settings, plan: dict, world: dict, done: dict[str, Job]) -> 
         if job.kind != "student":
             continue
         test = job.result["test"] or {}
-        rows.append({"student": job.extra["row"], "teacher": job.extra["teacher"], "ratio": job.extra["ratio"],
+        rows.append({"student": job.extra["row"], "seed": settings.seed, "teacher": job.extra["teacher"],
+                     "ratio": job.extra["ratio"],
                      "steps": job.extra["steps"], "auc": test.get("auc"), "avg_l2": test.get("avg_l2"),
                      "min_l2": test.get("min_l2"), "n": test.get("n"), "seconds": job.seconds,
                      "run_dir": job.result["run_dir"]})
     report = done["pseudo-report"].result
-    pseudo = [{k: r[k] for k in ("name", "auc", "avg_l2", "min_l2", "n", "usable")} for r in report["results"]]
+    pseudo = [{**{k: r[k] for k in ("name", "auc", "avg_l2", "min_l2", "n", "usable")}, "seed": settings.seed}
+              for r in report["results"]]
     diffusion = done["diffusion"].result
     return {"ratio": settings.ratio, "seed": settings.seed, "plan": plan, "device": settings.device,
             "vqa_model": str(settings.vqa_model), "world": {k: world.get(k) for k in
@@ -472,7 +553,9 @@ def write_results(out: Path, results: dict) -> list[Path]:
     from gazecli.core.engine.runs import atomic_write_text
 
     md, js = out / "results.md", out / "results.json"
-    atomic_write_text(md, results_markdown(results))
+    from gazecli.core.seed_summary import seeds_markdown
+
+    atomic_write_text(md, seeds_markdown(results) if "seeds" in results else results_markdown(results))
     atomic_write_text(js, json.dumps(results, indent=2, default=str))
     return [md, js]
 
