@@ -6,11 +6,14 @@ std over seeds <= 0.03 Avg L2 for every arm).
 
     python benchmarks/gazeworld_gap.py --out /tmp/gap                 # 9 runs, 2 at a time
     python benchmarks/gazeworld_gap.py --out /tmp/gap --seeds 0 --student-steps 400
+    python benchmarks/gazeworld_gap.py --from-demo gaze-demo    # the same runs, made by a gaze demo
 
 Each run is `gaze train-student --config RUN.toml` with exactly the values `gaze demo` gives its
 `none`, `none-2x` and `none-10x` students (`build_jobs` in gazecli/core/stages/demo.py); a seed is the
 label split and the training seed, the world is the demo's (world seed 0). Finished runs in --out
-are reused. Results go to OUT/gap.json and OUT/gap.md.
+are reused. Results go to OUT/gap.json and OUT/gap.md. A `gaze demo` trains exactly these runs too
+(its none, none-2x and none-10x rows): `--from-demo DIR` reads them from its results.json instead
+of training them again.
 """
 
 from __future__ import annotations
@@ -73,7 +76,14 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side (one torch thread each)")
     ap.add_argument("--student-steps", type=int, default=None, help="optimiser steps (default: the demo's)")
     ap.add_argument("--input-size", type=int, default=None, help="scene side (default: the demo's)")
+    ap.add_argument("--from-demo", type=Path, default=None, help="read the runs from this gaze demo --out folder")
     args = ap.parse_args()
+    if args.from_demo is not None:
+        results = json.loads((args.from_demo / "results.json").read_text())
+        rows = [r for r in results["students"] if r["student"] in ARMS and r["seed"] in args.seeds]
+        report(args.from_demo, rows, args.seeds, results["world"]["train_images"],
+               f"the runs of `gaze demo --out {args.from_demo}`", None, None, None)
+        return
     extra = {k: v for k, v in (("student_steps", args.student_steps), ("input_size", args.input_size)) if v}
     settings = DemoSettings.model_validate({"out": str(args.out), "seed": 0, **extra})
     D.synthesize_world(settings, D.resolve_plan(settings), args.out / "world")
@@ -83,10 +93,14 @@ def main() -> None:
         results = list(pool.map(lambda r: train(r[2], args.out / "configs"), runs))
     wall, cpu = time.perf_counter() - t0, cpu_clock() - c0
     rows = [{"student": arm, "seed": seed, **{m: res[m] for m in METRICS}} for (seed, arm, _), res in zip(runs, results)]
+    report(args.out, rows, args.seeds, D.resolve_plan(settings)["train_images"],
+           f"{len(runs)} runs of `gaze train-student`", wall, cpu, {arm: v["epochs"] for _, arm, v in runs})
+
+
+def report(out: Path, rows: list[dict], seeds: list[int], train_images: int, source: str, wall, cpu, epochs) -> None:
     summary = summarize(rows, "student")
-    steps = {arm: v["epochs"] for _, arm, v in runs}
-    lines = [f"GazeWorld gap: the demo's world ({D.resolve_plan(settings)['train_images']} training images), "
-             f"`gaze train-student` with the demo's budget, seeds {', '.join(map(str, args.seeds))} (mean ± std)", "",
+    lines = [f"GazeWorld gap: the demo's world ({train_images} training images), `gaze train-student` with the "
+             f"demo's budget, seeds {', '.join(map(str, seeds))} (mean ± std over the seeds)", "",
              "| labels | test AUC | Avg L2 | Min L2 |", "|---|---|---|---|"]
     for arm, label in ARMS.items():
         if arm in summary:
@@ -99,14 +113,15 @@ def main() -> None:
     if full and few:
         checks["10 % labels at least 0.10 worse in Avg L2"] = few["avg_l2"]["mean"] - full["avg_l2"]["mean"] >= 0.10
     checks["std over seeds <= 0.03 Avg L2 for every arm"] = all(s["avg_l2"]["std"] <= 0.03 for s in summary.values())
-    lines += ["", *(f"- {'yes' if ok else 'NO'}: {c}" for c, ok in checks.items()),
-              "", f"{len(runs)} runs ({len(results)} done), wall {wall:.0f} s, {cpu / 60:.1f} CPU minutes (this "
-                  f"script's children), load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores"]
+    lines += ["", *(f"- {'yes' if ok else 'NO'}: {c}" for c, ok in checks.items()), "",
+              f"Every seed: " + "; ".join(f"{r['student']} s{r['seed']} {r['avg_l2']:.3f}" for r in rows), "",
+              f"From {source}" + (f", wall {wall:.0f} s, {cpu / 60:.1f} CPU minutes" if wall is not None else "")
+              + f", load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores."]
     text = "\n".join(lines) + "\n"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gap.md").write_text(text)
-    (args.out / "gap.json").write_text(json.dumps({"rows": rows, "summary": summary, "checks": checks,
-                                                   "epochs": steps, "wall_s": wall, "cpu_s": cpu}, indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gap.md").write_text(text)
+    (out / "gap.json").write_text(json.dumps({"rows": rows, "summary": summary, "checks": checks, "epochs": epochs,
+                                              "wall_s": wall, "cpu_s": cpu}, indent=1))
     print(text)
 
 

@@ -18,7 +18,6 @@ resized to `heatmap_size`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
 import torch
@@ -176,10 +175,7 @@ class GazeWorldStudent(GazeWorldEncoder):
 
 def student_config(settings, inout: bool | None = None) -> dict:
     """The checkpoint config of a `gw-student` from train-student settings (sizes, in/out head)."""
-    import os
-
-    tweak = json.loads(os.environ.get("GAZE_GW_STUDENT", "{}"))  # experiments only (docs/gazeworld.md)
-    config = GazeWorldConfig.from_dict({**tweak, "input_size": settings.input_size, "face_size": settings.face_size,
+    config = GazeWorldConfig.from_dict({"input_size": settings.input_size, "face_size": settings.face_size,
                                         "heatmap_size": settings.heatmap_size,
                                         "inout": settings.inout_weight > 0 if inout is None else inout})
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.to_dict().items()}
