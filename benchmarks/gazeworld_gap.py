@@ -9,7 +9,7 @@ std over seeds <= 0.03 Avg L2 for every arm).
     python benchmarks/gazeworld_gap.py --from-demo gaze-demo    # the same runs, made by a gaze demo
 
 Each run is `gaze train-student --config RUN.toml` with exactly the values `gaze demo` gives its
-`none`, `none-2x` and `none-10x` students (`build_jobs` in gazecli/core/stages/demo.py); a seed is the
+`none`, `none-2x` and `none-10x` students (`build_jobs` in gazecli/core/stages/demo/plan.py); a seed is the
 label split and the training seed, the world is the demo's (world seed 0). Finished runs in --out
 are reused. Results go to OUT/gap.json and OUT/gap.md. A `gaze demo` trains exactly these runs too
 (its none, none-2x and none-10x rows): `--from-demo DIR` reads them from its results.json instead
@@ -28,7 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gazecli.core.seed_summary import METRICS, cpu_clock, fmt, summarize
-from gazecli.core.settings import DemoSettings, _toml_value
+from gazecli.core.settings import DemoSettings
+from gazecli.core.settings.base import _toml_value
 from gazecli.core.stages import demo as D
 
 ARMS = {"none": "10 % labels", "none-2x": "20 % labels", "none-10x": "100 % labels"}

@@ -85,7 +85,8 @@ def accuracy_by_type(model_folder, world: Path, limit: int = 500) -> dict:
     looks at no image, measured on the same pairs: an upper bound on what the prior can do)."""
     from gazecli.core.vqa.data import PromptedViews, score_answers
     from gazecli.core.vqa.model import load_folder
-    from gazecli.core.vqa.questions import QUESTION_TYPES, read_qa
+    from gazecli.core.data.gazeworld_qa import QUESTION_TYPES
+    from gazecli.core.vqa.data import read_qa
 
     model, processor = load_folder(Path(model_folder))
     tok = processor.tokenizer
@@ -111,7 +112,7 @@ def accuracy_by_type(model_folder, world: Path, limit: int = 500) -> dict:
 def heat_scores(table, maps: np.ndarray, size: int = 32) -> dict:
     from gazecli.core.data.transforms import transform_map
     from gazecli.core.predictions import Predictions
-    from gazecli.core.stages.evaluate import score_predictions
+    from gazecli.core.metrics import score_predictions
 
     heat = np.stack([transform_map(m, (0.0, 0.0, 1.0, 1.0), False, size)[0] for m in maps])
     preds = Predictions(table.path.astype(str), table.eye_xy_norm, heat)
@@ -136,7 +137,7 @@ def main() -> None:
     from gazecli.core.data.gazeworld import CLASSES, synthesize_gazeworld
     from gazecli.core.data.oracle import oracle_class_maps
     from gazecli.core.gradcam.backends import load_backend
-    from gazecli.core.gradcam.run import run_gradcam
+    from gazecli.core.stages.gradcam import run_gradcam
     from gazecli.core.gradcam.store import GradcamStore
     from gazecli.core.settings import GradcamSettings, load_settings
     from gazecli.core.stages.baseline import baseline_heatmap

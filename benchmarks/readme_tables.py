@@ -19,7 +19,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from gazecli.core.seed_summary import seeds_markdown
+from gazecli.core.stages.demo.results import seeds_markdown
 
 START, END = "<!-- demo-tables:start -->", "<!-- demo-tables:end -->"
 

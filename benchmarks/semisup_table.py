@@ -3,7 +3,7 @@ none, gradcam, diffusion and noise at the same ratio, budget and seed, the super
 2x and 10x the labels, and the pseudo-label quality report -- over several seeds.
 
 One `gaze demo --ablations --seeds ...` run (world, Grad-CAM with the shipped GazeWorld VQA, and per
-seed the diffusion prior, the students and the report; see `gazecli/core/stages/demo.py`); a demo
+seed the diffusion prior, the students and the report; see `gazecli/core/stages/demo/`); a demo
 already run in --out is reused. Prints its results.md (mean ± std over the seeds, the claims judged
 on the means, every seed's rows) and copies it to OUT/table.md.
 

@@ -12,8 +12,9 @@ from gazecli.core.data.gazeworld import synthesize_gazeworld
 from gazecli.core.engine.schedules import cosine_rate, make_optimizer
 from gazecli.core.models import STUDENT_MODELS, build_model
 from gazecli.core.models.gazeworld_student import GazeWorldConfig, GazeWorldEncoder, GazeWorldStudent
-from gazecli.core.seed_summary import compare, demo_verdict, fmt, summarize
+from gazecli.core.seed_summary import compare, fmt, summarize
 from gazecli.core.settings import TrainDiffusionSettings, TrainStudentSettings, load_settings
+from gazecli.core.stages.demo.results import demo_verdict
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +73,14 @@ def test_cosine_schedule_runs_from_lr_to_zero_per_step(world):
     assert cosine_rate(2e-3, 50, 100) == pytest.approx(1e-3)
     s = load_settings(TrainStudentSettings, {"data": world})
     model = torch.nn.Linear(2, 1)
-    opt, sched, hook = make_optimizer(s, model, 10)
+    opt, sched, callbacks = make_optimizer(s, model, 10)
     assert isinstance(opt, torch.optim.AdamW) and sched is None and opt.param_groups[0]["weight_decay"] == 1e-4
-    hook(5)
+    (cosine,) = callbacks  # the trainer calls it after every optimiser step
+    cosine.on_step_end(5, {})
     assert opt.param_groups[0]["lr"] == pytest.approx(2e-3)
     s = load_settings(TrainStudentSettings, {"data": world, "preset": "gazefollow"})
-    opt, sched, hook = make_optimizer(s, model, 10)
-    assert type(opt) is torch.optim.Adam and hook is None and sched is not None
+    opt, sched, callbacks = make_optimizer(s, model, 10)
+    assert type(opt) is torch.optim.Adam and callbacks == [] and sched is not None
 
 
 def test_the_trunk_is_the_diffusion_priors_condition_encoder_and_loads_the_students_weights():

@@ -1,4 +1,5 @@
-"""Results over several seeds: mean ± std per row, claims judged on the means, Markdown tables.
+"""Results over several seeds: mean ± std per row, claims judged on the means, Markdown tables
+(the demo's claims and results.md are in gazecli/core/stages/demo/results.py).
 
 Pure Python + numpy (no torch). A *row* is a dict with a name key (`student` or `name`), a `seed`
 and the metrics `auc`, `avg_l2`, `min_l2`. `summarize` groups rows by name (first-seen order) into
@@ -111,68 +112,3 @@ def cpu_clock() -> float:
 
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-# ------------------------------------------------------------------------------------------ the demo
-def demo_verdict(summary: dict, pseudo_summary: dict, students: list[dict], pseudo: list[dict],
-                 ratio: float) -> dict:
-    """The demo's claims on the means over seeds: {claim: {"holds": yes | no | within noise,
-    "seeds": on how many seeds the plain comparison holds, "of": seeds}}."""
-    baseline = f"{ratio * 100:g} % student (none)"
-    checks = [
-        ("refined pseudo-labels beat raw Grad-CAM (AUC and Avg L2)",
-         pseudo_summary, pseudo, "name", "diffusion teacher", "Grad-CAM (raw)", ("auc", "avg_l2"), "beats"),
-        (f"refined pseudo-labels beat the {baseline} on the same persons (AUC and Avg L2)",
-         pseudo_summary, pseudo, "name", "diffusion teacher", baseline, ("auc", "avg_l2"), "beats"),
-        ("diffusion student beats the none student (AUC and Avg L2)",
-         summary, students, "student", "diffusion", "none", ("auc", "avg_l2"), "beats"),
-        ("diffusion student beats the gradcam student (AUC and Avg L2)",
-         summary, students, "student", "diffusion", "gradcam", ("auc", "avg_l2"), "beats"),
-        ("diffusion student reaches the none student at 2x labels (Avg L2)",
-         summary, students, "student", "diffusion", "none-2x", ("avg_l2",), "reaches"),
-        ("all labels beat 10x fewer (none-10x vs none, Avg L2)",
-         summary, students, "student", "none-10x", "none", ("avg_l2",), "beats"),
-    ]
-    out = {}
-    for claim, summ, rows, key, a, b, metrics, mode in checks:
-        verdict = compare(summ, rows, key, a, b, metrics, mode)
-        if verdict is not None:
-            out[claim] = verdict
-    return out
-
-
-def seeds_markdown(results: dict) -> str:
-    """results.md of a demo over seeds: mean ± std tables, the claims, then every seed's rows."""
-    world, seeds = results["world"], results["seeds"]
-    first = {}
-    for r in results["students"]:
-        first.setdefault(r["student"], r)
-    lines = [f"GazeWorld demo: {world['train_images']} training images ({world['train_persons']} persons), "
-             f"{world['test_images']} test images (world seed {results.get('world_seed', 0)}); labels "
-             f"{results['ratio']:g}, VQA `{results['vqa_model']}`; seeds {', '.join(map(str, seeds))} (label split "
-             f"and training), mean ± std over the seeds.", ""]
-    lines += summary_table(results["summary"], "student", {
-        "labels": {k: f"{r['ratio']:g}" for k, r in first.items()},
-        "teacher": {k: r["teacher"] for k, r in first.items()},
-        "steps": {k: str(r["steps"]) for k, r in first.items()}})
-    lines += ["", f"Pseudo-labels of the unlabelled in-frame persons against their hidden ground truth "
-                  f"(SDEdit from step {results['denoise_steps']}, {results['ddim_steps']} DDIM steps):", ""]
-    lines += summary_table(results["pseudo_summary"], "pseudo-label")
-    lines += ["", "Claims, judged on the means (a difference counts when it exceeds the larger std):", ""]
-    lines += [claim_line(claim, v) for claim, v in results["verdict"].items()]
-    lines += ["", "Every seed:", "", "| seed | student | test AUC | Avg L2 | Min L2 |", "|---|---|---|---|---|"]
-    for r in results["students"]:
-        lines.append(f"| {r['seed']} | {r['student']} | {_num(r['auc'])} | {_num(r['avg_l2'])} | {_num(r['min_l2'])} |")
-    lines += ["", "| seed | pseudo-label | AUC | Avg L2 | Min L2 |", "|---|---|---|---|---|"]
-    for r in results["pseudo_labels"]:
-        lines.append(f"| {r['seed']} | {r['name']} | {_num(r['auc'])} | {_num(r['avg_l2'])} | {_num(r['min_l2'])} |")
-    if "seconds" in results:
-        cpu = results.get("cpu_seconds")
-        load = results.get("load")
-        lines += ["", f"Wall time {results['seconds']:.0f} s" + (f", {cpu / 60:.1f} CPU minutes" if cpu else "")
-                  + (f", load average {load[0]:.1f} at the start, {load[1]:.1f} at the end" if load else "") + "."]
-    return "\n".join(lines) + "\n"
-
-
-def _num(v) -> str:
-    return "-" if v is None else f"{v:.3f}"

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gazecli.core.models.backbones import ResidualBlock
 from gazecli.core.models.vat import head_offsets
 
 
@@ -64,23 +65,10 @@ class GazeWorldConfig:
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items() if k in known})
 
 
-class _Residual(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c)
-        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(x + self.bn2(self.conv2(out)))
-
-
 def _stage(c_in: int, c_out: int) -> nn.Sequential:
     """Stride-2 3x3 conv, BN, ReLU, one residual block."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                         nn.ReLU(inplace=True), _Residual(c_out))
+                         nn.ReLU(inplace=True), ResidualBlock(c_out))
 
 
 class GazeWorldEncoder(nn.Module):
@@ -107,7 +95,7 @@ class GazeWorldEncoder(nn.Module):
             fuse_in += 2 * config.cone
         self.fuse = nn.Sequential(nn.Conv2d(fuse_in, config.fusion_width, 1, bias=False),
                                   nn.BatchNorm2d(config.fusion_width), nn.ReLU(inplace=True),
-                                  *[_Residual(config.fusion_width) for _ in range(config.fusion_blocks)])
+                                  *[ResidualBlock(config.fusion_width) for _ in range(config.fusion_blocks)])
         self.out_channels = config.fusion_width
 
     def features(self, scene, head_channel, face):

@@ -1,7 +1,7 @@
 """`gaze data train-vqa`: the GazeWorld VQA model, trained from scratch on question-answer text.
 
 A BLIP-architecture `BlipForQuestionAnswering` (tiny; `vqa.model`) learns to answer GazeWorld's
-generated questions (`vqa.questions`) about prompted images (`vqa.data`): only answer words are
+generated questions (`data/gazeworld_qa.py`) about prompted images (`vqa.data`): only answer words are
 supervised, never a location. The curriculum: the first `--grounding-epochs` epochs ask only
 grounding questions (colour, count, region, where, relations), which make the vision tower and
 the question encoder's cross-attention find objects; then the gaze question joins them. Before
@@ -31,12 +31,13 @@ import torch.nn.functional as F
 
 from gazecli.core.engine.device import resolve_device
 from gazecli.core.engine.precision import resolve_precision
-from gazecli.core.engine.runs import atomic_write_text
+from gazecli.core.io import write_text
 from gazecli.core.engine.sampling import EpochBatches
-from gazecli.core.engine.trainer import Reporter, SilentReporter, StepContext, TrainResult, TrainSpec, train
+from gazecli.core.engine.trainer import Callback, Reporter, SilentReporter, StepContext, TrainResult, TrainSpec, train
 from gazecli.core.errors import DataError, SettingsError
 from gazecli.core.settings import TrainVQASettings, to_toml
-from gazecli.core.vqa.questions import GAZE, QA_NAMES, QUESTION_TYPES, read_qa
+from gazecli.core.data.gazeworld_qa import GAZE, QA_NAMES, QUESTION_TYPES
+from gazecli.core.vqa.data import read_qa
 
 MODEL_FOLDER = "model"
 GRAD_NORMS = "grad_norms.csv"
@@ -95,7 +96,7 @@ def vqa_loss(net, batch: dict, ctx: StepContext | None = None) -> tuple[torch.Te
     return loss, logs
 
 
-def evaluator(views_for, device, eval_limit: int, seed: int):
+def vqa_evaluator(views_for, device, eval_limit: int, seed: int):
     """split name -> metrics: gaze_acc (every gaze question), grounding_acc (mean over the other
     types, up to eval_limit pairs each) and by_type (a line: each type's accuracy and count)."""
     from gazecli.core.vqa.data import score_answers
@@ -196,6 +197,10 @@ def train_vqa(s: TrainVQASettings, reporter: Reporter | None = None, progress=No
     reporter = _RunFolderSpy(reporter or SilentReporter())
     norms_file: list[Path] = []
 
+    class AfterStep(Callback):  # gradient norms now and then; the learning rate of the next step
+        def on_step_end(self, step: int, logs: dict) -> None:
+            after_step(step)
+
     def after_step(step: int) -> None:
         if (step == 1 or step % GRAD_NORM_EVERY == 0) and info.rank == 0:
             from gazecli.core.vqa.model import gradient_norms
@@ -212,8 +217,8 @@ def train_vqa(s: TrainVQASettings, reporter: Reporter | None = None, progress=No
         command="train-vqa", settings=s, settings_toml=to_toml(s), model=model,
         model_meta={"name": "gazeworld-vqa", "config": cfg.__dict__}, optimizer=optimizer, scheduler=None,
         dataset=train_views, batches=batches, loss_fn=vqa_loss, epochs=epochs,
-        evaluate_fn=evaluator(views_for, device, s.eval_limit, s.seed), select_metric="gaze_acc", select_mode="max",
-        select_on="val", eval_every=s.eval_every, checkpoint_every=s.checkpoint_every, after_step=after_step,
+        evaluate_fn=vqa_evaluator(views_for, device, s.eval_limit, s.seed), select_metric="gaze_acc", select_mode="max",
+        select_on="val", eval_every=s.eval_every, checkpoint_every=s.checkpoint_every, callbacks=[AfterStep()],
         extra_meta={"data": str(root), "images": {"train": len(train_records), "val": len(val_records),
                                                   "warmup": len(warm_records)},
                     "views": {"train": int((~is_warm).sum()), "warmup": int(is_warm.sum())}, "warmup_epochs": warm_epochs},
@@ -282,5 +287,5 @@ def _grad_norms_file(path: Path, step: int) -> Path:
     header = "step,vision_model,text_encoder,text_decoder"
     old = path.read_text(encoding="utf-8").splitlines()[1:] if path.is_file() else []
     kept = [line for line in old if line and int(line.split(",")[0]) < step]
-    atomic_write_text(path, "\n".join([header, *kept]) + "\n")
+    write_text(path, "\n".join([header, *kept]) + "\n")
     return path
