@@ -42,6 +42,8 @@ def test_registry_builds_it_with_the_student_contract():
     assert 300_000 < sum(p.numel() for p in model.parameters()) < 450_000
     with pytest.raises(ValueError):
         GazeWorldConfig(input_size=60)  # not a multiple of 8 with three stages
+    with pytest.raises(ValueError, match="backbone"):  # another model's config is refused, not defaulted
+        build_model("gw-student", {"backbone": "tiny", "input_size": 64})
 
 
 def test_the_head_position_changes_the_heatmap():

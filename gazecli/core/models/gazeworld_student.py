@@ -61,7 +61,11 @@ class GazeWorldConfig:
 
     @classmethod
     def from_dict(cls, config: dict) -> "GazeWorldConfig":
+        """From a checkpoint's config ("model" names the prior's encoder kind); another key is an error."""
         known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(config) - known - {"model"})
+        if unknown:
+            raise ValueError(f"not a gw-student config (unknown keys {', '.join(map(str, unknown))})")
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items() if k in known})
 
 
