@@ -115,7 +115,7 @@ def report(out: Path, rows: list[dict], seeds: list[int], train_images: int, sou
         checks["10 % labels at least 0.10 worse in Avg L2"] = few["avg_l2"]["mean"] - full["avg_l2"]["mean"] >= 0.10
     checks["std over seeds <= 0.03 Avg L2 for every arm"] = all(s["avg_l2"]["std"] <= 0.03 for s in summary.values())
     lines += ["", *(f"- {'yes' if ok else 'NO'}: {c}" for c, ok in checks.items()), "",
-              f"Every seed: " + "; ".join(f"{r['student']} s{r['seed']} {r['avg_l2']:.3f}" for r in rows), "",
+              "Every seed: " + "; ".join(f"{r['student']} s{r['seed']} {r['avg_l2']:.3f}" for r in rows), "",
               f"From {source}" + (f", wall {wall:.0f} s, {cpu / 60:.1f} CPU minutes" if wall is not None else "")
               + f", load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores."]
     text = "\n".join(lines) + "\n"

@@ -59,8 +59,11 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="a gaze demo --out folder (holds results.json)")
     ap.add_argument("--readme", type=Path, default=Path(__file__).resolve().parents[1] / "README.md")
     ap.add_argument("--print", action="store_true", help="print the block, do not touch README")
+    ap.add_argument("--commit", default=None, help="the commit the run was made with (default: HEAD)")
     args = ap.parse_args()
     results = json.loads((args.run / "results.json").read_text(encoding="utf-8"))
+    if args.commit:
+        results["commit"] = args.commit
     text = block(results, args.readme.parent)
     if args.print:
         print(text)
