@@ -28,7 +28,7 @@ def test_jobs_give_every_student_the_same_budget_and_the_right_inputs(tmp_path):
     assert [j.extra["ratio"] for j in students] == [0.1, 0.1, 0.1, 0.2, 1.0]
     for j in students:  # same optimiser steps (up to one epoch's rounding), same seed and batch
         assert plan["student_steps"] <= j.extra["steps"] < plan["student_steps"] + 60, j.extra
-        assert j.values["input_size"] == 96
+        assert j.values["input_size"] == 64
         assert j.values["seed"] == 3 and j.values["split_seed"] == 3 and j.values["batch_size"] == 32
     # none at 0.1: 140 // 32 = 4 steps an epoch; two-stream: 1260 // 24 = 52 steps an epoch
     assert by["student-none"].values["epochs"] == 50 and by["student-diffusion"].values["epochs"] == 4
@@ -38,7 +38,9 @@ def test_jobs_give_every_student_the_same_budget_and_the_right_inputs(tmp_path):
     assert by["diffusion"].needs == ("student-none",) and graph[0].name == "student-none"
     assert by["diffusion"].values["init"].endswith("train-student/student-none")
     assert by["student-gradcam"].values["labeled_batch_size"] == 8
-    assert by["pseudo-report"].needs == ("gradcam", "diffusion") and by["pseudo-report"].values["pseudo_report"]
+    assert by["pseudo-report"].needs == ("gradcam", "diffusion", "student-none") and by["pseudo-report"].values["pseudo_report"]
+    assert by["pseudo-report"].values["report_student"].endswith("train-student/student-none")  # the baseline row
+    assert all(j.values.get("select_on", "last") == "last" for j in graph)  # no noisy selection on ~14 persons
     # every job's values are valid settings of the command it runs
     from gazecli.core.settings import GradcamSettings, TrainDiffusionSettings, TrainStudentSettings
 
@@ -111,7 +113,8 @@ def test_demo_command_rejects_bad_values_in_one_line(tmp_path):
 
 
 TINY = ["--train-images", "60", "--test-images", "20", "--student-steps", "6", "--diffusion-epochs", "2",
-        "--figure-persons", "2"]
+        "--figure-persons", "2", "--seeds", "0,1"]
+NAMES = ["none", "gradcam", "diffusion", "none-2x", "none-10x"]
 
 
 @pytest.mark.slow
@@ -124,13 +127,21 @@ def test_reduced_demo_end_to_end_is_deterministic(tmp_path):
                            capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
         results = json.loads((out / "results.json").read_text())
-        assert [r["student"] for r in results["students"]] == ["none", "gradcam", "diffusion", "none-2x", "none-10x"]
+        assert results["seeds"] == [0, 1]
+        assert [(r["seed"], r["student"]) for r in results["students"]] == [(s, n) for s in (0, 1) for n in NAMES]
         assert all(r["auc"] is not None and r["n"] > 0 for r in results["students"])
-        assert [r["name"] for r in results["pseudo_labels"]] == ["centre prior", "Grad-CAM (raw)", "diffusion teacher"]
-        for f in ("results.md", "results.png", "gradcam/train/index.json", "runs/train-diffusion/diffusion/test_metrics.json",
-                  "runs/train-student/student-diffusion/test_metrics.json", "jobs/pseudo-report.json"):
+        pseudo = ["centre prior", "Grad-CAM (raw)", "diffusion teacher", "10 % student (none)"]
+        assert [r["name"] for r in results["pseudo_labels"]] == pseudo * 2
+        assert list(results["summary"]) == NAMES and list(results["pseudo_summary"]) == pseudo
+        none = [r["avg_l2"] for r in results["students"] if r["student"] == "none"]
+        assert results["summary"]["none"]["avg_l2"]["mean"] == pytest.approx(sum(none) / 2)
+        assert all(set(v) == {"holds", "seeds", "of"} and v["of"] == 2 for v in results["verdict"].values())
+        for f in ("results.md", "results.png", "gradcam/train/index.json",
+                  "seed0/runs/train-diffusion/diffusion/test_metrics.json",
+                  "seed1/runs/train-student/student-diffusion/test_metrics.json", "jobs/pseudo-report-s1.json"):
             assert (out / f).is_file(), f
         assert "| none-10x | 1 | none |" in (out / "results.md").read_text()
+        assert " ± " in (out / "results.md").read_text()
         tables.append((results["students"], results["pseudo_labels"]))
     strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "run_dir")} for r in rows]  # noqa: E731
     assert strip(tables[0][0]) == strip(tables[1][0]) and tables[0][1] == tables[1][1]

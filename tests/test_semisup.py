@@ -65,7 +65,7 @@ def test_teacher_needs_its_inputs(world, tmp_path):
 def test_vat_teacher_refuses_a_checkpoint_of_another_kind_and_runs_cached(world, tmp_path):
     root, cams, _ = world
     code, _, err = run_cli("train-student", "--data", root, "--ratio", "0.3", "--epochs", "1", "--batch-size", "8",
-                           *TINY, "--project", tmp_path, "--name", "sup")
+                           "--model", "vat", *TINY, "--project", tmp_path, "--name", "sup")
     assert code == 0, err
     sup = tmp_path / "train-student" / "sup"
     code, _, err = run_cli("train-student", "--data", root, "--ratio", "0.3", "--teacher", "vat-gc",

@@ -42,7 +42,8 @@ def test_run_folder_checkpoints_and_eval(world, tmp_path):
     steps = csv_rows(run / "steps.csv")
     assert int(steps[-1]["step"]) == int(epochs[-1]["step"]) == len(steps)
     state, meta, training = load_checkpoint(run / "weights" / "last.safetensors")
-    assert meta["model"]["name"] == "vat" and meta["epoch_next"] == 2 and training["optimizer"]["state"]
+    # the GazeWorld preset's student
+    assert meta["model"]["name"] == "gw-student" and meta["epoch_next"] == 2 and training["optimizer"]["state"]
     best_state, best_meta, best_training = load_checkpoint(run / "weights" / "best.safetensors")
     assert best_training is None and json.loads((run / "weights" / "best.json").read_text())["step"] == best_meta["step"]
     assert str(run) in out  # the command says where everything went

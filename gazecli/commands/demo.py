@@ -56,12 +56,24 @@ def demo(s: DemoSettings) -> None:
     finally:
         if live is not None:
             live.stop()
-    console.print(metrics_table(f"students on test ({results['ratio']:g} labels unless said)",
-                                [{**r, "labels": f"{r['ratio']:g}"} for r in results["students"]],
+    from gazecli.core.seed_summary import fmt
+
+    seeds = ", ".join(map(str, results["seeds"]))
+    first = {}
+    for r in results["students"]:
+        first.setdefault(r["student"], r)
+    console.print(metrics_table(f"students on test, mean ± std over seeds {seeds}",
+                                [{"student": k, "labels": f"{first[k]['ratio']:g}", "teacher": first[k]["teacher"],
+                                  "steps": first[k]["steps"], **{m: fmt(v[m]) for m in ("auc", "avg_l2", "min_l2")}}
+                                 for k, v in results["summary"].items()],
                                 ["student", "labels", "teacher", "steps", "auc", "avg_l2", "min_l2"]))
-    console.print(metrics_table("pseudo-labels of the unlabelled persons vs their hidden truth",
-                                results["pseudo_labels"], ["name", "auc", "avg_l2", "min_l2", "usable"]))
-    for claim, ok in results["verdict"].items():
-        console.print(f"{'[green]yes[/]' if ok else '[red]no[/]'}  {claim}")
-    console.print(f"wall time {results['seconds']:.0f} s")
+    console.print(metrics_table(f"pseudo-labels of the unlabelled persons vs their hidden truth (seeds {seeds})",
+                                [{"name": k, **{m: fmt(v[m]) for m in ("auc", "avg_l2", "min_l2")}}
+                                 for k, v in results["pseudo_summary"].items()], ["name", "auc", "avg_l2", "min_l2"]))
+    colour = {"yes": "green", "no": "red"}
+    for claim, v in results["verdict"].items():
+        console.print(f"[{colour.get(v['holds'], 'yellow')}]{v['holds']}[/] (per seed {v['seeds']} of {v['of']})  "
+                      f"{claim}")
+    cpu = results.get("cpu_seconds")
+    console.print(f"wall time {results['seconds']:.0f} s" + (f", {cpu / 60:.1f} CPU minutes" if cpu else ""))
     print_outputs(f"results in {s.out}", results["files"])

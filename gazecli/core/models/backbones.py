@@ -111,7 +111,7 @@ class TinyPathway(nn.Module):
         c_prev = in_channels
         for c in TINY_CHANNELS:
             layers += [nn.Conv2d(c_prev, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-                       _TinyResidual(c)]
+                       ResidualBlock(c)]
             c_prev = c
         self.body = nn.Sequential(*layers)
 
@@ -119,7 +119,10 @@ class TinyPathway(nn.Module):
         return self.body(x)
 
 
-class _TinyResidual(nn.Module):
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv + BN with an identity shortcut, channels kept (the tiny pathway's and the
+    GazeWorld student's block)."""
+
     def __init__(self, c: int):
         super().__init__()
         self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)

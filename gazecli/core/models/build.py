@@ -13,6 +13,10 @@ DIFFUSION_MODELS = ("diffusion", "diffusion-mean-teacher")  # the annotation pri
 
 def build_model(name: str, config: dict):
     """A model from its registry name and config dict (as stored in checkpoints)."""
+    if name == "gw-student":
+        from gazecli.core.models.gazeworld_student import GazeWorldConfig, GazeWorldStudent
+
+        return GazeWorldStudent(GazeWorldConfig.from_dict(config))
     if name in STUDENT_MODELS:
         from gazecli.core.models.vat import VATConfig, VATModel
 
@@ -20,14 +24,13 @@ def build_model(name: str, config: dict):
         cfg["gradcam"] = name == "vat-gc"
         return VATModel(VATConfig(**cfg))
     if name in DIFFUSION_MODELS:
-        # config: {"encoder": VATConfig fields, "denoiser": DenoiserConfig fields, "scheduler": HeatmapScheduler
-        # fields}; the scheduler owns no weights (HeatmapScheduler.from_config rebuilds it)
+        # config: {"encoder": VATConfig fields (or GazeWorldConfig fields with "model": "gw-student"), "denoiser":
+        # DenoiserConfig fields, "scheduler": HeatmapScheduler fields}; the scheduler owns no weights
+        # (HeatmapScheduler.from_config rebuilds it)
         from gazecli.core.models.diffusion_unet import DenoiserConfig, GazeDiffusionModel
-        from gazecli.core.models.vat import VATConditionEncoder, VATConfig
 
         def network():
-            encoder = VATConditionEncoder(VATConfig(**{**config["encoder"], "gradcam": False}))
-            return GazeDiffusionModel.build(encoder, DenoiserConfig(**config["denoiser"]))
+            return GazeDiffusionModel.build(condition_encoder(config["encoder"]), DenoiserConfig(**config["denoiser"]))
 
         if name == "diffusion":
             return network()
@@ -35,6 +38,18 @@ def build_model(name: str, config: dict):
 
         return EMAPair(network(), network(), teacher_train_mode=bool(config.get("teacher_train_mode", False)))
     raise ValueError(f"unknown model {name!r}")
+
+
+def condition_encoder(config: dict):
+    """The diffusion prior's scene+head encoder: the VAT trunk, or the GazeWorld student's trunk
+    (`"model": "gw-student"` in the config, docs/gazeworld.md) so --init can start it from that student."""
+    if config.get("model") == "gw-student":
+        from gazecli.core.models.gazeworld_student import GazeWorldConfig, GazeWorldEncoder
+
+        return GazeWorldEncoder(GazeWorldConfig.from_dict(config))
+    from gazecli.core.models.vat import VATConditionEncoder, VATConfig
+
+    return VATConditionEncoder(VATConfig(**{**{k: v for k, v in config.items() if k != "model"}, "gradcam": False}))
 
 
 def load_model(checkpoint: Path, device=None):

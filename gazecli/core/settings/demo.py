@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from gazecli.core.settings.base import DEVICE_HELP, Device, GazeSettings, cli
+from gazecli.core.settings.base import DEVICE_HELP, Device, GazeSettings, IntList, cli
 
 
 class DemoSettings(GazeSettings):
@@ -15,7 +15,9 @@ class DemoSettings(GazeSettings):
     out: Path = Field(Path("gaze-demo"), description="folder for the world, the runs and the results (a rerun "
                                                      "resumes it)", json_schema_extra=cli(short="-o"))
     ratio: float = Field(0.1, gt=0.0, lt=1.0, description="fraction of training persons with labels")
-    seed: int = Field(0, ge=0, description="seed of the world, the split and every training run")
+    seed: int = Field(0, ge=0, description="seed of the world (and of the figure's persons)")
+    seeds: IntList | None = Field(None, description="seeds of the label split and of every training run, "
+                                                    "comma-separated (default 0,1,2); the tables show mean ± std")
     device: Device = Field("auto", description=DEVICE_HELP)
     full: bool = Field(False, description="a larger world and longer training (for a GPU) instead of the "
                                           "10-minute CPU configuration")
@@ -33,7 +35,7 @@ class DemoSettings(GazeSettings):
                                                               "--full 3000)", json_schema_extra=cli(panel="Budget"))
     diffusion_epochs: int | None = Field(None, ge=1, description="epochs of the diffusion prior (default: 50; "
                                                                  "--full 150)", json_schema_extra=cli(panel="Budget"))
-    input_size: int | None = Field(None, ge=32, description="scene side of the students and the prior (default: 96; "
+    input_size: int | None = Field(None, ge=32, description="scene side of the students and the prior (default: 64; "
                                                          "--full 128)", json_schema_extra=cli(panel="Budget"))
     figure_persons: int | None = Field(None, ge=1, le=16, description="test persons in results.png",
                                        json_schema_extra=cli(panel="Budget"))

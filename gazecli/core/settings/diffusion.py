@@ -35,6 +35,9 @@ class DiffusionSettings(TrainSettings):
     coords: bool | None = Field(None, description="head-relative coordinate channels on the encoder's scene input "
                                 "(CoordConv; preset: on for GazeWorld, off for the paper's model)",
                                 json_schema_extra=cli(panel="Denoiser"))
+    encoder: Literal["vat", "gw-student"] | None = Field(
+        None, description="scene+head condition encoder: the VAT trunk, or the GazeWorld student's (preset for "
+                          "GazeWorld, so --init can start it from a gw-student run)", json_schema_extra=cli(panel="Denoiser"))
     gradient_checkpointing: bool = Field(False, description="recompute attention in the backward pass (saves memory; "
                                                             "the official code always does)",
                                          json_schema_extra=cli(panel="Denoiser"))
@@ -60,10 +63,10 @@ class DiffusionSettings(TrainSettings):
         values = super().preset_values(preset)
         if preset == "gazeworld":  # a 0.28 M-parameter UNet at 32x32 that trains on a CPU in minutes
             values.update(model_channels=16, channel_mult=[1, 2, 2], num_res_blocks=1, attention_resolutions=[8],
-                          num_heads=4, norm_groups=8, coords=True)
+                          num_heads=4, norm_groups=8, coords=True, encoder="gw-student")
         else:  # the paper's denoiser
             values.update(model_channels=64, channel_mult=[1, 2, 3, 4], num_res_blocks=2,
-                          attention_resolutions=[16, 8], num_heads=4, norm_groups=32, coords=False)
+                          attention_resolutions=[16, 8], num_heads=4, norm_groups=32, coords=False, encoder="vat")
         return values
 
     @classmethod

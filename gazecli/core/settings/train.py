@@ -46,8 +46,9 @@ class TrainSettings(GazeSettings):
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
     eval_every: int = Field(1, ge=1, description="evaluate every N epochs")
     eval_batch_size: int = Field(64, ge=1, description="persons per evaluation batch")
-    select_on: Literal["val", "test"] = Field(
-        "val", description="split that selects the best weights (test: the official code's habit; biased)")
+    select_on: Literal["val", "test", "last"] = Field(
+        "val", description="split that selects the best weights (test: the official code's habit; biased; last: no "
+                           "selection, the weights of the last step)")
     select_metric: Literal["avg_l2", "auc", "min_l2"] = Field("avg_l2", description="metric that selects the best weights")
     checkpoint_every: int = Field(0, ge=0, description="also save weights/last every N steps (0: at epoch ends)")
     project: Path = Field(Path("runs"), description="parent folder of run folders")
@@ -79,11 +80,25 @@ class TrainSettings(GazeSettings):
         return dict(PRESETS.get(preset, {}))
 
 
+# the GazeWorld preset's student (docs/gazeworld.md: what makes it learn in minutes of CPU)
+GAZEWORLD_STUDENT = {"model": "gw-student", "optimizer": "adamw", "weight_decay": 1e-4, "schedule": "cosine",
+                     "lr": 4e-3, "augment_kinds": "flip"}
+
+
 class TrainStudentSettings(TrainSettings):
     """gaze train-student"""
 
-    model: Literal[STUDENT_MODELS] = Field(  # type: ignore[valid-type]
-        "vat", description="student model (vat-gc also reads --gradcam)")
+    model: Literal[STUDENT_MODELS] | None = Field(  # type: ignore[valid-type]
+        None, description="student model (vat-gc also reads --gradcam; gw-student: the small GazeWorld student; "
+                          "preset: gw-student for GazeWorld, vat otherwise)")
+    optimizer: Literal["adam", "adamw"] | None = Field(None, description="optimiser (preset: adamw for GazeWorld, "
+                                                       "adam as the paper otherwise)")
+    weight_decay: float | None = Field(None, ge=0, description="AdamW weight decay (preset: 1e-4 for GazeWorld)")
+    schedule: Literal["step", "cosine"] | None = Field(
+        None, description="learning rate: step (x --gamma at --milestones, the paper's) or cosine (per step to 0 over "
+                          "the run; preset for GazeWorld)")
+    augment_kinds: Literal["all", "flip"] | None = Field(
+        None, description="with --augment: all (jitter, crop, flip, colour) or flip only (preset for GazeWorld)")
     init: str = Field("random", description="initial weights: random, imagenet, or a file "
                                             "(e.g. Chong et al.'s initial_weights_for_spatial_training.pt)")
     teacher: Literal[TEACHER_NAMES] = Field(  # type: ignore[valid-type]
@@ -129,6 +144,9 @@ class TrainStudentSettings(TrainSettings):
     pseudo_report: bool = Field(False, description="only score the pseudo-labels (raw Grad-CAM and the teacher's) of "
                                 "the unlabelled persons against their hidden labels, print the table and exit",
                                 json_schema_extra=cli(panel="Teacher"))
+    report_student: Path | None = Field(None, description="with --pseudo-report: also score this student (run folder "
+                                        "or weights) on the same persons: the baseline a pseudo-label must beat",
+                                        json_schema_extra=cli(panel="Teacher"))
     milestones: list[int] | None = Field(None, description="epochs at which the learning rate is multiplied by "
                                          "--gamma (default 25,40; with a teacher 15)")
     gamma: float = Field(0.2, gt=0, le=1, description="learning-rate factor at each milestone")
@@ -147,10 +165,12 @@ class TrainStudentSettings(TrainSettings):
     @classmethod
     def preset_values(cls, preset: str) -> dict:
         values = super().preset_values(preset)
-        if preset == "gazeworld":  # the tiny model learns in minutes of CPU with these (see README: GazeWorld)
+        if preset == "gazeworld":  # the small student learns in minutes of CPU with these (docs/gazeworld.md)
             values.update(epochs=30, batch_size=32, lr=1e-3, milestones=[20], loss="kl", coords=True)
+            values.update(GAZEWORLD_STUDENT)
         else:
-            values.update(loss="mse", coords=False)
+            values.update(loss="mse", coords=False, model="vat", optimizer="adam", weight_decay=0.0,
+                          schedule="step", augment_kinds="all")
         return values
 
     @classmethod

@@ -19,8 +19,11 @@ from gazecli.core.settings import DiffusionSettings, TrainSettings
 
 
 def sample_config(settings: TrainSettings, augment: bool) -> SampleConfig:
+    """The run's sample format; with --augment-kinds flip (train-student) only the flip augments."""
+    only_flip = augment and getattr(settings, "augment_kinds", "all") == "flip"
     return SampleConfig(input_size=settings.input_size, face_size=settings.face_size,
-                        heatmap_size=settings.heatmap_size, sigma=settings.sigma, augment=augment)
+                        heatmap_size=settings.heatmap_size, sigma=settings.sigma, augment=augment,
+                        **({"jitter_prob": 0.0, "crop_prob": 0.0, "colour_prob": 0.0} if only_flip else {}))
 
 
 def resolve_split(settings: TrainSettings, reporter=None):
@@ -61,11 +64,15 @@ def select_mode(metric: str) -> str:
 
 # ------------------------------------------------------------------------------------------ the prior
 def prior_model_config(settings: DiffusionSettings) -> dict:
-    """{"encoder": VATConfig fields, "denoiser": DenoiserConfig fields, "scheduler": HeatmapScheduler
-    fields}: what `build_model("diffusion", ...)` and `HeatmapScheduler.from_config` rebuild from a
-    checkpoint."""
+    """{"encoder": VATConfig fields (--encoder gw-student: the GazeWorld student's, docs/gazeworld.md),
+    "denoiser": DenoiserConfig fields, "scheduler": HeatmapScheduler fields}: what
+    `build_model("diffusion", ...)` and `HeatmapScheduler.from_config` rebuild from a checkpoint."""
     encoder = {"backbone": settings.backbone, "input_size": settings.input_size, "face_size": settings.face_size,
                "heatmap_size": settings.heatmap_size, "inout": False, "coords": bool(settings.coords)}
+    if settings.encoder == "gw-student":
+        from gazecli.core.models.gazeworld_student import encoder_config
+
+        encoder = encoder_config(settings)
     denoiser = {"image_size": settings.heatmap_size, "model_channels": settings.model_channels,
                 "channel_mult": list(settings.channel_mult), "num_res_blocks": settings.num_res_blocks,
                 "attention_resolutions": list(settings.attention_resolutions), "num_heads": settings.num_heads,
@@ -84,12 +91,14 @@ def init_encoder(network, settings: DiffusionSettings):
 # ------------------------------------------------------------------------------------------ evaluation
 def heatmap_evaluator(settings: TrainSettings, forward, train_table, split: LabelSplit, device, precision: str,
                       maps_for=None):
-    """split name -> metrics, for the engine: 'val' (held-out labelled images) or 'test'.
+    """split name -> metrics, for the engine: 'val' (held-out labelled images), 'test', or 'last' (none).
     maps_for(table) -> the per-person maps the model reads (VAT-GC: the Grad-CAM), or None."""
     cfg = sample_config(settings, augment=False)
     cache: dict = {}
 
     def evaluate(model, name: str) -> dict:
+        if name == "last":  # --select-on last: nothing to select on, the last weights are tested
+            return {}
         if name not in cache:
             if name == "val":
                 table = train_table.subset(split.val)

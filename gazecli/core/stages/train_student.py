@@ -1,4 +1,5 @@
-"""`gaze train-student`: the VAT / VAT-GC student on the shared engine.
+"""`gaze train-student`: the VAT / VAT-GC student, or the small GazeWorld student (`gw-student`,
+docs/gazeworld.md), on the shared engine.
 
 Supervised mode (`--teacher none`) trains on the labelled part of the split only: the paper's
 "VAT" baselines (docs/design.md, "Student"); `--ratio 1.0` uses every label.
@@ -37,6 +38,10 @@ def training_sample_config(settings: TrainStudentSettings, augment: bool) -> Sam
 
 
 def student_model_config(settings: TrainStudentSettings) -> dict:
+    if settings.model == "gw-student":
+        from gazecli.core.models.gazeworld_student import student_config
+
+        return student_config(settings)
     return {"backbone": settings.backbone, "input_size": settings.input_size, "face_size": settings.face_size,
             "heatmap_size": settings.heatmap_size, "inout": settings.inout_weight > 0, "coords": bool(settings.coords)}
 
@@ -148,8 +153,9 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
     else:
         batches = EpochBatches(np.flatnonzero(split.labelled), settings.batch_size // info.world_size,
                                seed=settings.seed, rank=info.rank, world_size=info.world_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=settings.milestones, gamma=settings.gamma)
+    from gazecli.core.engine.schedules import make_optimizer
+
+    optimizer, scheduler, callbacks = make_optimizer(settings, model, settings.epochs * len(batches))
     loss_fn = student_loss(settings, teacher, rule)
 
     spec = TrainSpec(
@@ -160,6 +166,7 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
                               (lambda t: {"gradcam": gradcam_maps(settings, t)}) if settings.model == "vat-gc" else None),
         select_metric=settings.select_metric, select_mode=select_mode(settings.select_metric),
         select_on=settings.select_on, eval_every=settings.eval_every, checkpoint_every=settings.checkpoint_every,
+        callbacks=callbacks,
         extra_meta={**run_meta(settings, split_note), "trained_on": describe_dataset(Path(settings.data)),
                     "gradcam": str(settings.gradcam) if settings.gradcam else None,
                     "teacher": {"kind": settings.teacher, "pseudo_inout": rule,
@@ -276,6 +283,8 @@ def pseudo_label_report(settings: TrainStudentSettings, progress=None) -> dict:
         preds = Predictions(table.path.astype(str), table.eye_xy_norm, heat)
         # persons without a usable target are scored too (their map is flat: AUC 0.5): an honest average
         results.append({"name": name, **_scores(table, preds, device), "usable": float(usable.mean())})
+    if settings.report_student is not None:  # the student trained on the labels alone: what a pseudo-label must beat
+        results.append(_student_row(settings, table, dataset, device))
     return {"split": note, "persons": int(len(table)), "ratio": settings.ratio, "results": results,
             "teacher": settings.teacher, "denoise_steps": settings.denoise_steps, "ddim_steps": settings.ddim_steps,
             "compat": settings.compat}
@@ -284,3 +293,24 @@ def pseudo_label_report(settings: TrainStudentSettings, progress=None) -> dict:
 def _scores(table, preds, device) -> dict:
     result = score_predictions(table, preds, "native", str(device))
     return {k: result[k] for k in ("auc", "avg_l2", "min_l2", "n")}
+
+
+def _student_row(settings: TrainStudentSettings, table, dataset, device) -> dict:
+    """--report-student: that student's heatmaps of the report's persons, scored like the pseudo-labels
+    (row "10 % student (none)": its label ratio and teacher)."""
+    from gazecli.core.constants import STUDENT_MODELS
+    from gazecli.core.engine.inference import predict_dataset
+    from gazecli.core.models.build import load_model
+
+    model, meta = load_model(settings.report_student, device)
+    name = (meta.get("model") or {}).get("name")
+    if name not in STUDENT_MODELS or name == "vat-gc":
+        raise SettingsError(f"--report-student {settings.report_student}: not a student checkpoint without Grad-CAM "
+                            f"input (a {name!r} model)")
+    if (meta.get("sample") or {}).get("input_size", settings.input_size) != settings.input_size:
+        raise SettingsError(f"--report-student {settings.report_student}: trained at another --input-size")
+    preds = predict_dataset(lambda b: student_forward(model, b), dataset, settings.eval_batch_size, device, "fp32",
+                            settings.workers)
+    ratio = float((meta.get("split") or {}).get("ratio", settings.ratio))
+    teacher = (meta.get("teacher") or {}).get("kind", "none")
+    return {"name": f"{ratio * 100:g} % student ({teacher})", **_scores(table, preds, device), "usable": 1.0}

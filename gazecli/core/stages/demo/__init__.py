@@ -3,19 +3,24 @@
 Stages (each a job; independent jobs run side by side in `--jobs` worker processes, one torch
 thread each, so the numbers do not depend on how the jobs were scheduled):
 
-1. world      GazeWorld train (an image-level --ratio split, its validation part) and test;
+1. world      GazeWorld train and test (world seed --seed);
 2. gradcam    Grad-CAM of every training person with the GazeWorld VQA (`--vqa-model`, default the
               shipped `gazeworld`; `--train-vqa` retrains it first), and of a few test persons
-              for the figure;
+              for the figure (once: every seed shares the world);
 3. diffusion  the diffusion prior on the labelled persons (`gaze train-diffusion`);
 4. students   `gaze train-student` with teachers none, gradcam and diffusion at --ratio, and none
               at 2x and 10x the labels, all with the same number of optimiser steps and seed;
 5. report     raw Grad-CAM vs diffusion-refined pseudo-labels of the unlabelled persons scored
-              against their hidden truth (`--pseudo-report`), every student scored on test;
+              against their hidden truth (`--pseudo-report`, with the none student as a row),
+              every student scored on test;
 6. results    results.md / results.json / results.png (figure) in --out.
 
+Stages 3-5 run once per seed of `--seeds` (default 0, 1, 2: the image-level --ratio label split and
+every training run, in --out/seed<N>); the tables give every seed's rows and mean ± std, and the
+claims are judged on the means (stages/demo/results.py).
+
 A stage whose result file exists is not run again (a killed demo resumes where it stopped);
-`--force` starts over. Everything is seeded: two runs with the same seed give the same table.
+`--force` starts over. Everything is seeded: two runs with the same seeds give the same table.
 """
 
 from __future__ import annotations
@@ -30,14 +35,18 @@ from typing import Callable
 
 from gazecli.core.errors import SettingsError
 from gazecli.core.io import write_json
+from gazecli.core.seed_summary import cpu_clock
 from gazecli.core.stages.demo.figure import quiet_transformers, write_figure
-from gazecli.core.stages.demo.plan import (DEMO_ENTRIES, LABELLED_BATCH, PLANS, STUDENT_BATCH, Job, build_jobs,
-    epochs_for, gradcam_values, resolve_plan, student_ratios)
-from gazecli.core.stages.demo.results import collect_results, results_markdown, verdict, write_results
+from gazecli.core.stages.demo.plan import (DEMO_ENTRIES, DEMO_VAL_FRACTION, LABELLED_BATCH, PLANS, STUDENT_BATCH,
+    Job, build_jobs, demo_seeds, epochs_for, gradcam_values, is_seed_folder, resolve_plan, seed_jobs, seeds_graph,
+    student_ratios)
+from gazecli.core.stages.demo.results import (collect_results, combine_seeds, demo_verdict, results_markdown,
+    seeds_markdown, verdict, write_results)
 
-__all__ = ["DEMO_ENTRIES", "LABELLED_BATCH", "PLANS", "STUDENT_BATCH", "Job", "JobRunner", "build_jobs",
-           "collect_results", "epochs_for", "gradcam_values", "resolve_plan", "results_markdown", "run_demo",
-           "run_job", "student_ratios", "verdict", "write_figure", "write_results"]
+__all__ = ["DEMO_ENTRIES", "DEMO_VAL_FRACTION", "LABELLED_BATCH", "PLANS", "STUDENT_BATCH", "Job", "JobRunner",
+           "build_jobs", "collect_results", "combine_seeds", "demo_seeds", "demo_verdict", "epochs_for",
+           "gradcam_values", "resolve_plan", "results_markdown", "run_demo", "run_job", "seed_jobs", "seeds_graph",
+           "seeds_markdown", "student_ratios", "verdict", "write_figure", "write_results"]
 
 
 # ------------------------------------------------------------------------------------------ running jobs
@@ -215,7 +224,7 @@ def synthesize_world(settings, plan: dict, root: Path, progress=None) -> dict:
     return {"reused": False, **summary}
 
 
-def split_counter(root: Path, seed: int, val_fraction: float = 0.1):
+def split_counter(root: Path, seed: int, val_fraction: float = DEMO_VAL_FRACTION):
     from gazecli.core.data.gazefollow import read_gazefollow
     from gazecli.core.data.splits import resolve_label_split
 
@@ -232,7 +241,7 @@ def prepare_world(settings, progress: Callable[[int, int], None] | None = None) 
     """--force: start over; then the demo's world (synthesized, or the one already in --out)."""
     out = Path(settings.out)
     if settings.force and out.exists():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES)
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES and not is_seed_folder(p.name))
         if foreign:
             raise SettingsError(f"--out {out}: holds {', '.join(foreign[:3])}, not only a demo's files; "
                                 f"refusing to delete it with --force")
@@ -251,14 +260,22 @@ def run_demo(settings, show: Callable[[list[Job]], None] | None = None) -> dict:
     world = prepare_world(settings.model_copy(update={"force": False}))
     if settings.train_vqa:
         settings = train_demo_vqa(settings, out, root)
-    graph = build_jobs(settings, plan, root, split_counter(root, settings.seed))
+    seeds = demo_seeds(settings)
+    per_seed = {s: settings.model_copy(update={"seed": s, "out": out / f"seed{s}"}) for s in seeds}
+    graph = seeds_graph({s: build_jobs(ss, plan, root, split_counter(root, s), gradcam_dir=out / "gradcam")
+                         for s, ss in per_seed.items()})
     jobs = settings.jobs or max(1, min(2, os.cpu_count() or 1))
     threads = 1 if (jobs > 1 or settings.device == "cpu") else 0
-    done = JobRunner(out / "jobs", jobs, threads, show).run(graph)
-    results = collect_results(settings, plan, world, done)
+    cpu0, load0 = cpu_clock(), os.getloadavg()
+    done_all = JobRunner(out / "jobs", jobs, threads, show).run(graph)
+    done = {s: seed_jobs(done_all, s) for s in seeds}
+    results = combine_seeds(settings, plan, world, {s: collect_results(per_seed[s], plan, world, done[s])
+                                                    for s in seeds})
     results["seconds"] = time.perf_counter() - t0
+    results["cpu_seconds"], results["load"] = cpu_clock() - cpu0, [load0[0], os.getloadavg()[0]]
     results["files"] = [str(p) for p in write_results(out, results)]
-    results["figure"] = str(write_figure(settings, plan, out, root, done))
+    results["figure"] = str(write_figure(settings.model_copy(update={"seed": seeds[0]}), plan, out, root,
+                                         done[seeds[0]]))
     results["files"].append(results["figure"])
     return results
 
