@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import cv2
-import numpy as np
 import pytest
 
 from gazecli.core.data.gazeworld import synthesize_gazeworld

@@ -48,7 +48,7 @@ def test_numbers_out_are_plain_python(predictor, scene):
         assert type(value) is float
     assert "np.float" not in repr(person) and "heatmap" not in repr(person)
     text = repr(p)
-    assert text.startswith("Predictor(model='vat'") and "trained_on='gazeworld'" in text and "device='cpu'" in text
+    assert text.startswith("Predictor(model='gw-student'") and "trained_on='gazeworld'" in text and "device='cpu'" in text
 
 
 @pytest.mark.parametrize("kwargs,message", [

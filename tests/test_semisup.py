@@ -11,7 +11,6 @@ import torch
 
 from gazecli.core.data.gazefollow import read_gazefollow
 from gazecli.core.data.gazeworld import synthesize_gazeworld
-from gazecli.core.data.heatmaps import gaussian_heatmaps
 from gazecli.core.data.oracle import ORACLE_MODEL, oracle_class_maps
 from gazecli.core.gradcam.store import write_maps
 from gazecli.core.settings import TrainStudentSettings, load_settings

@@ -7,7 +7,7 @@ import pytest
 
 from gazecli.core.data.gazefollow import read_gazefollow
 from gazecli.core.data.gazeworld import synthesize_gazeworld
-from gazecli.core.data.splits import load_split, make_split, split_file, write_split
+from gazecli.core.data.splits import load_split, make_split, split_file
 from gazecli.core.errors import DataError
 from tests.helpers import run_cli
 

@@ -46,7 +46,7 @@ def test_help_shows_the_defaults_of_each_preset():
     assert code == 0
     text = " ".join(out.split())
     assert "[default: 40 (GazeFollow) / 30 (GazeWorld); with --teacher: 25 (GazeFollow) / 30 (GazeWorld)]" in text
-    assert "[default: 0.00025 (GazeFollow) / 0.001 (GazeWorld)]" in text
+    assert "[default: 0.00025 (GazeFollow) / 0.004 (GazeWorld)]" in text
     assert "[default: resnet50 (GazeFollow) / tiny (GazeWorld)]" in text
 
 
