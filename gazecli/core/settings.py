@@ -500,9 +500,10 @@ class GradcamSettings(GazeSettings):
     vqa_model: str | None = Field(
         None, description="VQA model: a local folder, a Hugging Face id (e.g. Salesforce/blip-vqa-base) or a named "
                           "model", json_schema_extra=cli(panel="Model"))
-    backend: Literal["auto", "blip", "vlm"] = Field(
-        "auto", description="blip: BlipForQuestionAnswering; vlm: LLaVA / PaliGemma / Qwen2-VL / Idefics3 "
-                            "(auto: from the model's config)", json_schema_extra=cli(panel="Model"))
+    backend: Literal["auto", "blip", "vlm", "cnn"] = Field(
+        "auto", description="blip: BlipForQuestionAnswering; vlm: LLaVA / PaliGemma / Qwen2-VL / Idefics3; cnn: the "
+                            "convolutional GazeWorld VQA, classic Grad-CAM (auto: from the model's config)",
+        json_schema_extra=cli(panel="Model"))
     layers: IntList = Field([-2], description="attention layers to store, comma-separated; negative counts from "
                                               "the end (-2: second-to-last, as the paper)",
                             json_schema_extra=cli(panel="Model"))
@@ -716,6 +717,13 @@ class TrainVQASettings(GazeSettings):
 
     data: ExistingDir = Field(description="a GazeWorld root (gaze data synth) whose question-answer pairs train the "
                                           "model; its test split, when present, is scored at the end")
+    arch: Literal["blip", "cnn"] = Field("blip", description="blip: a tiny BLIP (Grad-CAM on cross-attention); cnn: "
+                                         "the convolutional late-fusion VQA (classic Grad-CAM on its last conv map)",
+                                         json_schema_extra=cli(panel="Model"))
+    gaze_weight: float = Field(3.0, gt=0, description="--arch cnn: loss weight of the gaze question",
+                               json_schema_extra=cli(panel="Curriculum"))
+    relative_hop: bool = Field(True, description="--arch cnn: the second attention pooling sees positions relative "
+                                                 "to the first one's", json_schema_extra=cli(panel="Model"))
     image_size: int = Field(128, ge=16, le=1024, description="square input side in pixels", json_schema_extra=cli(panel="Model"))
     patch_size: int = Field(16, ge=2, description="ViT patch side (image-size / patch-size is the Grad-CAM grid)",
                             json_schema_extra=cli(panel="Model"))

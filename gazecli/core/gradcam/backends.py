@@ -32,7 +32,7 @@ import numpy as np
 from gazecli.core.errors import GazeError, SettingsError
 from gazecli.core.gradcam.cam import TokenAttention
 
-BACKENDS = ("blip", "vlm")
+BACKENDS = ("blip", "vlm", "cnn")
 VLM_MODEL_TYPES = ("llava", "paligemma", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm")
 QWEN_TYPES = ("qwen2_vl", "qwen2_5_vl")
 QWEN_DEFAULT_SIZE = 448  # Qwen2-VL takes any size; 448 px gives a 16x16 grid of merged patches
@@ -125,6 +125,16 @@ def resolve_dtype(precision: str, device):
 def load_backend(model: str, backend: str = "auto", device: str | Any = "auto", precision: str = "auto",
                  image_size: int | None = None, answer_hint: str = "") -> "VQABackend":
     """Load a VQA model and wrap it in its backend. Errors a user can cause are ModelError lines."""
+    from gazecli.core.vqa.cnn import is_cnn_folder
+
+    cnn_source = resolve_model_source(model)
+    if backend == "cnn" or is_cnn_folder(cnn_source):  # the convolutional GazeWorld VQA (gradcam/cnn_backend.py)
+        if not is_cnn_folder(cnn_source):
+            raise ModelError(f"--backend cnn: {cnn_source} is not a convolutional GazeWorld VQA folder "
+                             f"(gaze data train-vqa --arch cnn)")
+        from gazecli.core.gradcam.cnn_backend import load_cnn_backend
+
+        return load_cnn_backend(cnn_source, device)
     require_transformers()
     import torch
     from transformers import AutoConfig, AutoProcessor

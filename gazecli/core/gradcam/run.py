@@ -95,6 +95,8 @@ def annotate_batch(backend, images, questions, layers: list[int], num_beams: int
                    key_noun_method: str) -> dict:
     """Answer, key-noun step and raw Grad-CAMs for one batch. Backends whose padded batches
     are not exact (`backend.equal_questions`) get one pass per distinct question instead."""
+    if hasattr(backend, "annotate"):  # backends with their own Grad-CAM (cnn: classic, on a conv map)
+        return backend.annotate(images, questions, layers)
     if getattr(backend, "equal_questions", False) and len(set(questions)) > 1:
         groups: dict[str, list[int]] = {}
         for i, q in enumerate(questions):
