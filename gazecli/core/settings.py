@@ -805,6 +805,15 @@ class DemoSettings(GazeSettings):
                                           "10-minute CPU configuration")
     vqa_model: str = Field("gazeworld", description="VQA model of the Grad-CAM stage (gazeworld: the shipped one)")
     train_vqa: bool = Field(False, description="retrain the GazeWorld VQA on this world's question-answer pairs first")
+    sweep: bool = Field(False, description="VQA-quality sweep (an ablation): the demo per seed with the shipped VQA "
+                                           "and SIMULATED VQAs of answer accuracy --sweep-p; --out gets sweep.md/.json/.png",
+                        json_schema_extra=cli(panel="Sweep"))
+    sweep_seeds: IntList = Field([0, 1, 2], description="--sweep: seeds", json_schema_extra=cli(panel="Sweep"))
+    sweep_p: Annotated[list[str], BeforeValidator(_str_list)] = Field(
+        ["guess", "0.5", "0.75", "1.0"], description="--sweep: simulated answer accuracies (guess: the gaze-free "
+                                                    "most-frequent-class guess)", json_schema_extra=cli(panel="Sweep"))
+    sweep_shipped: bool = Field(True, description="--sweep: also the --vqa-model row (the method)",
+                                json_schema_extra=cli(panel="Sweep"))
     ablations: bool = Field(False, description="also train the student with the noise teacher (the prior sampled "
                                                "from pure noise, no Grad-CAM: the paper's ablation)")
     jobs: int = Field(0, ge=0, description="stages run side by side in worker processes (0: min(2, CPU cores))")

@@ -180,6 +180,7 @@ def run_gradcam(s, progress: Progress | None = None, dist=None, backend=None) ->
     from gazecli.core.data import read_persons
     from gazecli.core.engine import distributed
     from gazecli.core.gradcam.backends import load_backend
+    from gazecli.core.gradcam.simulated import SimulatedVQA, is_simulated
 
     t0 = time.perf_counter()
     owns_group = False
@@ -195,6 +196,8 @@ def run_gradcam(s, progress: Progress | None = None, dist=None, backend=None) ->
     shard = parse_shard(s.shard)
     rows = work_rows(table, s.limit, shard, dist.rank, dist.world_size)
     key_method = _key_noun_method(s.key_noun)
+    if backend is None and is_simulated(s.vqa_model):  # an ABLATION read from the sidecar (gradcam/simulated.py)
+        backend = SimulatedVQA(s.vqa_model, s.data, s.split)
     if backend is None:
         backend = load_backend(s.vqa_model, s.backend, _device_for(s, dist), s.precision, s.image_size, s.answer_hint)
     layers = backend.resolve_layers(list(s.layers))
@@ -226,7 +229,10 @@ def run_gradcam(s, progress: Progress | None = None, dist=None, backend=None) ->
         for bi, (chunk_start, batch_rows) in enumerate(batches):
             images, questions, drew = pending.result()
             pending = pool.submit(loader, batches[bi + 1][1]) if bi + 1 < len(batches) else None
-            out = annotate_batch(backend, images, questions, layers, s.num_beams, s.max_answer_tokens, key_method)
+            if hasattr(backend, "annotate_persons"):  # the simulated ablation: answers from the sidecar
+                out = backend.annotate_persons([keys[r] for r in batch_rows], layers)
+            else:
+                out = annotate_batch(backend, images, questions, layers, s.num_beams, s.max_answer_tokens, key_method)
             records = Records.from_raw([keys[r][0] for r in batch_rows],
                                        [keys[r][1:] for r in batch_rows], out["cams"], out["answer"],
                                        out["key_noun"], out["step"], out["tokens"], drew)
