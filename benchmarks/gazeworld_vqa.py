@@ -10,10 +10,13 @@
    - gaze-question answer accuracy against the sidecar's target class ("nothing" for a person
      looking at no object), next to three model-free guesses: the majority answer, a uniform
      guess among the classes present (0.365 in the prototype's notes), and the most frequent
-     class present (GazeWorld's same-class twins make it strong: it needs no gaze at all);
+     class present (GazeWorld's same-class twins make it strong: it needs no gaze at all), and the
+     accuracy on the persons whose gazed class is not (one of) the most frequent class(es) present
+     (`gaze_accuracy_not_modal`, `n_not_modal`), where that guess fails;
    - the Grad-CAM as a gaze heatmap against the true target (GazeFollow AUC at native
      resolution, Avg L2 of the argmax; the map resampled as `train-student` reads stores), for
-     each text-encoder layer (the store's default is the second-to-last), beside the centre prior
+     each layer (BLIP: text-encoder layers, the store's default is the second-to-last; cnn: its one
+     conv map, classic Grad-CAM), beside the centre prior
      and the ORACLE-class ablation maps (Gaussians on every object of the true class);
    - where the CAM mass goes: the share of the (min-max normalised) map on grid cells that an
      object of the *answered* class / of the *true* class overlaps, and how often the argmax cell

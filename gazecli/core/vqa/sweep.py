@@ -177,15 +177,18 @@ def write_sweep(out: Path, summary: dict) -> list[Path]:
     md, js, png = out / "sweep.md", out / "sweep.json", out / "sweep.png"
     atomic_write_text(md, sweep_markdown(summary))
     atomic_write_text(js, json.dumps(summary, indent=2, default=str))
-    sweep_plot(summary, png)
-    return [md, js, png]
+    return [md, js] + ([png] if sweep_plot(summary, png) is not None else [])
 
 
-def sweep_plot(summary: dict, path: Path) -> Path:
-    import matplotlib
+def sweep_plot(summary: dict, path: Path) -> Path | None:
+    """sweep.png (needs matplotlib: pip install 'gazecli[plots]'; None without it)."""
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     colours = {"none": "tab:grey", "none-2x": "tab:green"}
@@ -195,7 +198,8 @@ def sweep_plot(summary: dict, path: Path) -> Path:
             continue
         ax.axhline(m, color=colours.get(name, "k"), ls="--", lw=1, label=f"student none, {b['ratio']:g} labels")
         ax.axhspan(m - s, m + s, color=colours.get(name, "k"), alpha=0.12)
-    sim = [r for r in summary["rows"] if r["p"] is not None and r["student_l2"]["mean"] is not None]
+    sim = sorted((r for r in summary["rows"] if r["p"] is not None and r["student_l2"]["mean"] is not None),
+                 key=lambda r: r["answer_accuracy"]["mean"])
     if sim:
         ax.errorbar([r["answer_accuracy"]["mean"] for r in sim], [r["student_l2"]["mean"] for r in sim],
                     yerr=[r["student_l2"]["std"] for r in sim], fmt="o-", color="tab:blue", capsize=3,
