@@ -176,3 +176,11 @@ def test_sweep_summary_table_and_clearing(tmp_path):
     assert sorted(p.name for p in (demo / "jobs").iterdir()) == ["diffusion.json", "student-none.json"]
     assert not (demo / "gradcam").exists() and not (demo / "runs" / "train-student" / "student-diffusion").exists()
     assert (demo / "runs" / "train-student" / "student-none").is_dir()
+
+
+def test_demo_sweep_rejects_bad_accuracies_in_one_line(tmp_path):
+    from tests.helpers import run_cli
+
+    code, out, err = run_cli("demo", "--sweep", "--sweep-p", "0.5,1.5", "--out", tmp_path / "o")
+    assert code == 2 and "--sweep-p: expected 'guess' or a number in [0, 1], got '1.5'" in err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()

@@ -727,7 +727,8 @@ class TrainVQASettings(GazeSettings):
     image_size: int = Field(128, ge=16, le=1024, description="square input side in pixels", json_schema_extra=cli(panel="Model"))
     patch_size: int = Field(16, ge=2, description="ViT patch side (image-size / patch-size is the Grad-CAM grid)",
                             json_schema_extra=cli(panel="Model"))
-    hidden_size: int = Field(64, ge=8, description="width of the vision and text transformers",
+    hidden_size: int = Field(64, ge=8, description="width of the vision and text transformers (--arch cnn: of the "
+                                                   "conv trunk; its Grad-CAM map has twice as many channels)",
                              json_schema_extra=cli(panel="Model"))
     vision_layers: int = Field(3, ge=1, description="vision transformer layers", json_schema_extra=cli(panel="Model"))
     text_layers: int = Field(2, ge=1, description="layers of the question encoder and of the answer decoder",
@@ -793,6 +794,22 @@ class TrainVQASettings(GazeSettings):
 # gaze demo (issue 8)
 
 
+def _sweep_p(values: list[str]) -> list[str]:
+    """--sweep-p: "guess" or answer accuracies in [0, 1]."""
+    for v in values:
+        if v == "guess":
+            continue
+        try:
+            ok = 0.0 <= float(v) <= 1.0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"expected 'guess' or a number in [0, 1], got {v!r}")
+    if not values:
+        raise ValueError("give at least one value")
+    return values
+
+
 class DemoSettings(GazeSettings):
     """gaze demo"""
 
@@ -809,7 +826,7 @@ class DemoSettings(GazeSettings):
                                            "and SIMULATED VQAs of answer accuracy --sweep-p; --out gets sweep.md/.json/.png",
                         json_schema_extra=cli(panel="Sweep"))
     sweep_seeds: IntList = Field([0, 1, 2], description="--sweep: seeds", json_schema_extra=cli(panel="Sweep"))
-    sweep_p: Annotated[list[str], BeforeValidator(_str_list)] = Field(
+    sweep_p: Annotated[list[str], BeforeValidator(_str_list), AfterValidator(_sweep_p)] = Field(
         ["guess", "0.5", "0.75", "1.0"], description="--sweep: simulated answer accuracies (guess: the gaze-free "
                                                     "most-frequent-class guess)", json_schema_extra=cli(panel="Sweep"))
     sweep_shipped: bool = Field(True, description="--sweep: also the --vqa-model row (the method)",

@@ -193,7 +193,8 @@ def train_vqa_cnn(s, reporter=None, progress=None) -> dict:
                 "by_type": "; ".join(f"{t} {acc[t]:.3f} (n={n[t]})" for t in QUESTION_TYPES if t in acc)}
 
     seed_everything(s.seed)
-    cfg = CNNVQAConfig(image_size=s.image_size, relative_hop=s.relative_hop)
+    cfg = CNNVQAConfig(image_size=s.image_size, relative_hop=s.relative_hop, width=s.hidden_size,
+                       stem=(s.hidden_size // 2, s.hidden_size), cam_channels=2 * s.hidden_size)
     model = CNNVQA(cfg)
     info = env_info()
     batches = EpochBatches(np.arange(len(train_views)), s.batch_size // info.world_size, seed=s.seed,
