@@ -24,6 +24,7 @@ Files: `config.json` (model_type `gazeworld-cnn-vqa`, the config and provenance)
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -200,6 +201,9 @@ def save_folder(model: CNNVQA, folder: Path, provenance: dict | None = None) -> 
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_NAME))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder / WEIGHTS_NAME, 0o666 & ~umask)  # safetensors creates its file private; weights are data
     cfg = asdict(model.cfg)
     meta = {"model_type": MODEL_TYPE, "config": cfg, "parameters": count_parameters(model), **(provenance or {})}
     atomic_write_text(folder / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
