@@ -86,18 +86,19 @@ def accuracy_by_type(model_folder, world: Path, limit: int = 500) -> dict:
     """{type: {"accuracy", "n", "majority"}} on the world's test QA pairs; "majority" is the
     accuracy of always giving the most frequent answer of each question (a language prior that
     looks at no image, measured on the same pairs: an upper bound on what the prior can do)."""
+    from gazecli.core.data.gazeworld_qa import QUESTION_TYPES
     from gazecli.core.vqa.cnn import is_cnn_folder
-    from gazecli.core.vqa.questions import QUESTION_TYPES, read_qa
+    from gazecli.core.vqa.data import read_qa
 
     records = read_qa(world, "test")
     if is_cnn_folder(model_folder):  # the convolutional VQA (gaze data train-vqa --arch cnn)
-        from gazecli.core.stages.train_vqa_cnn import cnn_views, score
         from gazecli.core.vqa.cnn import load_folder as load_cnn
+        from gazecli.core.vqa.cnn_train import cnn_views, score_cnn_answers
 
         model, _ = load_cnn(Path(model_folder))
         views = cnn_views(world, records, model.cfg.image_size, QUESTION_TYPES)
         rows = views.all_pairs(QUESTION_TYPES, limit, seed=0)
-        result = score(model, views, rows, "cpu")
+        result = score_cnn_answers(model, views, rows, "cpu")
     else:
         from gazecli.core.vqa.data import PromptedViews, score_answers
         from gazecli.core.vqa.model import load_folder
@@ -125,7 +126,7 @@ def accuracy_by_type(model_folder, world: Path, limit: int = 500) -> dict:
 def heat_scores(table, maps: np.ndarray, size: int = 32) -> dict:
     from gazecli.core.data.transforms import transform_map
     from gazecli.core.predictions import Predictions
-    from gazecli.core.stages.evaluate import score_predictions
+    from gazecli.core.metrics import score_predictions
 
     heat = np.stack([transform_map(m, (0.0, 0.0, 1.0, 1.0), False, size)[0] for m in maps])
     preds = Predictions(table.path.astype(str), table.eye_xy_norm, heat)
@@ -150,7 +151,7 @@ def main() -> None:
     from gazecli.core.data.gazeworld import CLASSES, synthesize_gazeworld
     from gazecli.core.data.oracle import oracle_class_maps
     from gazecli.core.gradcam.backends import load_backend
-    from gazecli.core.gradcam.run import run_gradcam
+    from gazecli.core.stages.gradcam import run_gradcam
     from gazecli.core.gradcam.store import GradcamStore
     from gazecli.core.settings import GradcamSettings, load_settings
     from gazecli.core.stages.baseline import baseline_heatmap

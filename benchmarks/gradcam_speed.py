@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.test_gradcam_tiny: the tiny models
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.tiny_vqa: the tiny models
 
 
 def run(world: Path, model_dir: Path, backend, out: Path, batch_size: int) -> tuple[dict, object]:
-    from gazecli.core.gradcam.run import run_gradcam
+    from gazecli.core.stages.gradcam import run_gradcam
     from gazecli.core.gradcam.store import GradcamStore
     from gazecli.core.settings import GradcamSettings, load_settings
 
@@ -47,7 +47,7 @@ def main() -> None:
 
     from gazecli.core.data.gazeworld import synthesize_gazeworld
     from gazecli.core.gradcam.backends import load_backend
-    from tests.test_gradcam_tiny import save_tiny_blip, save_tiny_llava
+    from tests.tiny_vqa import save_tiny_blip, save_tiny_llava
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -29,9 +29,9 @@ from gazecli.core.data.heatmaps import gaussian_heatmaps
 from gazecli.core.data.transforms import SampleConfig
 from gazecli.core.diffusion import refine_with_diffusion
 from gazecli.core.predictions import Predictions
-from gazecli.core.stages.evaluate import score_predictions
-from gazecli.core.stages.teachers import minmax
-from gazecli.core.stages.train_diffusion import load_diffusion_prior
+from gazecli.core.metrics import score_predictions
+from gazecli.core.data.heatmaps import OFFICIAL_MINMAX_EPS, minmax
+from gazecli.core.diffusion.prior import load_prior
 
 
 def corrupt(gaze_xy_norm: np.ndarray, size: int, sigma: float, shift: float, blur: float, distractors: int,
@@ -82,7 +82,8 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    network, scheduler, meta = load_diffusion_prior(args.checkpoint, "cpu", args.network)
+    loaded, meta = load_prior(args.checkpoint, "cpu", args.network)
+    network, scheduler = loaded.network, loaded.scheduler
     sample = SampleConfig(**{**meta.get("sample", {}), "augment": False})
     table = read_gazefollow(args.data, "test")
     if args.limit:
@@ -119,7 +120,7 @@ def main(argv=None) -> None:
                     out = refine_with_diffusion(denoise, prior, args.start_step, args.ddim_steps, eta=args.eta,
                                                 generator=generators[name], compat=v["compat"], scheduler=scheduler)
                 times[name] += time.perf_counter() - start
-                outputs[name].append(minmax(out.float())[:, 0].numpy())
+                outputs[name].append(minmax(out.float(), OFFICIAL_MINMAX_EPS)[:, 0].numpy())
 
     def score(maps: np.ndarray) -> dict:
         preds = Predictions(path=table.path.astype(str), eye=table.eye_xy_norm, heatmap=maps.astype(np.float32))

@@ -28,8 +28,9 @@ from gazecli.core.diffusion import HeatmapScheduler
 from gazecli.core.engine.precision import autocast
 from gazecli.core.engine.trainer import StepContext
 from gazecli.core.models import build_model
-from gazecli.core.stages.pseudo_cache import CachedTeacher
-from gazecli.core.stages.teachers import DiffusionTeacher
+from gazecli.core.teachers.cache import CachedTeacher
+from gazecli.core.diffusion.prior import DiffusionPrior
+from gazecli.core.teachers.diffusion import DiffusionTeacher
 from gazecli.core.stages.train_student import student_loss
 
 STUDENT = {"backbone": "resnet50", "input_size": 224, "face_size": 224, "heatmap_size": 64, "inout": False}
@@ -92,7 +93,7 @@ def main() -> None:
     for p in prior.parameters():
         p.requires_grad_(False)
     scheduler = HeatmapScheduler(**PRIOR["scheduler"])
-    online = DiffusionTeacher(prior, scheduler, args.denoise_steps, args.ddim_steps)
+    online = DiffusionTeacher(DiffusionPrior(prior, scheduler), args.denoise_steps, args.ddim_steps)
     settings = SimpleNamespace(loss="mse", heatmap_loss_on="in-frame", pseudo_weight=1.0, loss_scale=10000.0,
                                inout_weight=0.0, inout_threshold=0.5)
     batch = make_batch(args.batch, args.labelled, device)

@@ -4,7 +4,7 @@
                                            [--p guess 0.5 0.75 1.0] [--no-shipped]
                                            [--train-images N --student-steps N --diffusion-epochs N ...]
 
-The same as `gaze demo --sweep` (gazecli/core/vqa/sweep.py): per seed, the demo with the shipped
+The same as `gaze demo --sweep` (gazecli/core/stages/demo/sweep.py): per seed, the demo with the shipped
 VQA and with SIMULATED VQAs (gradcam/simulated.py: answers read from the sidecar, right with
 probability p, a class-level CAM; "guess" answers the gaze-free most-frequent-class guess);
 the VQA-independent parts (world, `none` students, diffusion prior) are trained once per seed.
@@ -32,7 +32,7 @@ def main() -> None:
 
     from gazecli.core.settings import DemoSettings, load_settings
     from gazecli.core.stages.demo import run_demo
-    from gazecli.core.vqa.sweep import sweep_markdown
+    from gazecli.core.stages.demo.sweep import sweep_markdown
 
     values = dict(out=args.out, sweep=True, sweep_seeds=args.seeds, sweep_p=args.p, sweep_shipped=not args.no_shipped,
                   vqa_model=args.vqa_model, ratio=args.ratio, jobs=args.jobs, device="cpu")

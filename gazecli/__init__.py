@@ -4,7 +4,9 @@ Importing this package is cheap: torch, torchvision and transformers are importe
 functions that need them.
 """
 
-__version__ = "0.1.0"
+from gazecli._version import __version__
+
+__all__ = ["Predictor", "__version__"]
 
 
 def __getattr__(name: str):

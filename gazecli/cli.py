@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gradcam": ("gazecli.commands.gradcam", "VQA Grad-CAM pseudo-annotations: batched, resumable, sharded store."),
     "train-diffusion": ("gazecli.commands.train_diffusion", "Train the diffusion annotation prior (conditional heatmap DDPM) on the labelled split."),
     "mean-teacher": ("gazecli.commands.mean_teacher", "Train the diffusion prior with Mean Teacher on labelled and unlabelled persons."),
+    "label": ("gazecli.commands.label", "Label your own images in the browser (head boxes, gaze points); export a GazeFollow-layout dataset."),
 }
 
 
@@ -73,7 +74,7 @@ def _root(
     version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True),
 ) -> None:
     if version:
-        from gazecli import __version__
+        from gazecli._version import __version__
 
         typer.echo(f"gazecli {__version__}")
         raise typer.Exit()
@@ -82,6 +83,19 @@ def _root(
 def _error(message: str, code: int) -> int:
     typer.secho(f"error: {' '.join(str(message).split())}", fg="red", err=True)
     return code
+
+
+_FILE_SYSTEM_ERRNOS = {28, 30, 13, 1, 122, 27}  # ENOSPC, EROFS, EACCES, EPERM, EDQUOT, EFBIG
+
+
+def _os_error_line(e: OSError) -> str:
+    """`PATH: No space left on device (ENOSPC)` for an OSError of the file system."""
+    import errno
+
+    name = errno.errorcode.get(e.errno or 0, "")
+    reason = e.strerror or e.__class__.__name__
+    where = "" if e.filename is None else f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "") + ": "
+    return f"{where}{reason}" + (f" ({name})" if name else "")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
         code = _error("interrupted", 130)
     except BrokenPipeError:
         code = 0
+    except OSError as e:  # the file system refused (read-only, full, a file where a folder goes)
+        if e.filename is None and e.errno not in _FILE_SYSTEM_ERRNOS:
+            raise
+        code = _error(_os_error_line(e), 1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -15,10 +15,11 @@ from gazecli.core.data.gazefollow import read_gazefollow
 from gazecli.core.data.gazeworld import synthesize_gazeworld
 from gazecli.core.gradcam.keynoun import key_noun_step, rule_noun_run, token_char_spans
 from gazecli.core.gradcam.prompt import BOX_QUESTION, PLAIN_QUESTION, draw_prompt
-from gazecli.core.gradcam.store import GradcamStore, Records, to_fp16
+from gazecli.core.gradcam.records import Records, to_fp16
+from gazecli.core.gradcam.store import GradcamStore
 from gazecli.core.settings import GradcamSettings, load_settings
 from tests.helpers import run_cli
-from tests.test_gradcam_tiny import (bert_tokenizer, llama_style_tokenizer, save_tiny_blip, save_tiny_llava,
+from tests.tiny_vqa import (bert_tokenizer, llama_style_tokenizer, save_tiny_blip, save_tiny_llava,
                                      save_tiny_qwen2_vl)
 
 transformers = pytest.importorskip("transformers")
@@ -192,7 +193,7 @@ def _reference_vlm(model_dir, image, prompt_question, answer, step, layer, **pro
 
 
 def test_blip_backend_matches_plain_autograd_and_batches(backends, models):
-    from gazecli.core.gradcam.run import annotate_batch
+    from gazecli.core.stages.gradcam import annotate_batch
 
     be = backends["blip"]
     assert (be.num_layers, be.grid, be.image_size) == (2, (4, 4), 64)
@@ -213,7 +214,7 @@ def test_blip_backend_matches_plain_autograd_and_batches(backends, models):
 
 
 def test_vlm_backend_matches_plain_autograd_and_batches(backends, models):
-    from gazecli.core.gradcam.run import annotate_batch
+    from gazecli.core.stages.gradcam import annotate_batch
 
     be = backends["llava"]
     assert (be.name, be.num_layers, be.grid, be.image_size) == ("vlm", 3, (4, 4), 32)
@@ -236,7 +237,7 @@ def test_vlm_backend_matches_plain_autograd_and_batches(backends, models):
 def test_qwen2_vl_grid_mrope_and_batches(backends, models):
     """Qwen2-VL: the grid comes from image_grid_thw, M-RoPE positions and mm_token_type_ids
     are rebuilt for the teacher-forced prompts."""
-    from gazecli.core.gradcam.run import annotate_batch
+    from gazecli.core.stages.gradcam import annotate_batch
 
     be = backends["qwen2_vl"]
     assert (be.name, be.num_layers, be.grid, be.image_size) == ("vlm", 3, (4, 4), 64)
@@ -300,7 +301,7 @@ def store_files(out: Path, split: str = "train") -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def full_run(world, models, backends, tmp_path_factory):
-    from gazecli.core.gradcam.run import run_gradcam
+    from gazecli.core.stages.gradcam import run_gradcam
 
     out = tmp_path_factory.mktemp("full") / "store"
     summary = run_gradcam(settings(world, models["blip"], out, layers=[0, -1]), backend=backends["blip"])
@@ -334,7 +335,7 @@ class Killed(Exception):
 
 
 def test_resume_after_a_kill_equals_the_uninterrupted_store(full_run, world, models, backends, tmp_path):
-    from gazecli.core.gradcam.run import run_gradcam
+    from gazecli.core.stages.gradcam import run_gradcam
 
     out = tmp_path / "store"
     s = settings(world, models["blip"], out, layers=[0, -1])
@@ -390,7 +391,7 @@ def test_resume_after_a_kill_equals_the_uninterrupted_store(full_run, world, mod
 
 
 def test_shards_by_hand_and_merge_equal_a_single_run(full_run, world, models, backends, tmp_path):
-    from gazecli.core.gradcam.run import run_gradcam
+    from gazecli.core.stages.gradcam import run_gradcam
 
     a, b = tmp_path / "machine_a", tmp_path / "machine_b"
     s0 = run_gradcam(settings(world, models["blip"], a, layers=[0, -1], shard="0/2"), backend=backends["blip"])
@@ -408,9 +409,28 @@ def test_shards_by_hand_and_merge_equal_a_single_run(full_run, world, models, ba
         np.testing.assert_allclose(got.records().raw(layer), ref.records().raw(layer), rtol=2e-3, atol=0)
 
 
+def test_store_batching_statement(full_run, world, models, backends, tmp_path):
+    """README ("What the store depends on"): persons, order and text columns do not depend on
+    --batch-size or --chunk-size; the same --batch-size gives byte-identical files; maps from
+    another batch size agree up to float rounding (2e-3 relative here)."""
+    from gazecli.core.stages.gradcam import run_gradcam
+
+    same = tmp_path / "same"
+    run_gradcam(settings(world, models["blip"], same, layers=[0, -1], chunk_size=3), backend=backends["blip"])
+    assert store_files(same) == store_files(full_run[0])  # batch 2, other chunks: the same bytes
+    other = tmp_path / "other"
+    run_gradcam(settings(world, models["blip"], other, layers=[0, -1], batch_size=5), backend=backends["blip"])
+    ref, got = GradcamStore(full_run[0]).split("train"), GradcamStore(other).split("train")
+    assert got.keys() == ref.keys()
+    for col in ("answer", "key_noun", "step", "tokens", "drew_box"):
+        assert got.column(col) == ref.column(col)
+    for layer in (0, 1):
+        np.testing.assert_allclose(got.records().raw(layer), ref.records().raw(layer), rtol=2e-3, atol=0)
+
+
 def test_torchrun_ranks_take_disjoint_shards_and_rank0_merges(full_run, world, models, backends, tmp_path):
     from gazecli.core.engine.distributed import DistInfo
-    from gazecli.core.gradcam.run import run_gradcam
+    from gazecli.core.stages.gradcam import run_gradcam
 
     out = tmp_path / "ddp"
     s = settings(world, models["blip"], out, layers=[0, -1])
@@ -440,8 +460,8 @@ def test_torchrun_two_processes_merge_the_same_store(full_run, world, models, tm
 
 
 def test_a_store_refuses_another_recipe(full_run, world, models, backends):
-    from gazecli.core.gradcam.run import run_gradcam
-    from gazecli.core.gradcam.store import StoreError
+    from gazecli.core.stages.gradcam import run_gradcam
+    from gazecli.core.gradcam.records import StoreError
 
     with pytest.raises(StoreError, match="question"):
         run_gradcam(settings(world, models["blip"], full_run[0], layers=[0, -1], question="Where?"),

@@ -108,7 +108,7 @@ class _FixedNet(torch.nn.Module):
 @pytest.mark.parametrize("rule,expected_kept", [("all", 1.0), ("predicted", 0.5), ("ground-truth", 0.25)])
 def test_pseudo_masks_and_the_leak_only_in_ground_truth_mode(world, rule, expected_kept):
     root, _, _ = world
-    from gazecli.core.stages.teachers import GradcamTeacher
+    from gazecli.core.teachers.gradcam import GradcamTeacher
 
     s = load_settings(TrainStudentSettings, {"data": root, "teacher": "gradcam", "inout_weight": 1.0, "loss": "mse"})
     batch = _batch(2, 4, [-1.0, -1.0, -1.0, -1.0] if rule != "ground-truth" else [1.0, 0.0, 0.0, 0.0])
@@ -129,7 +129,7 @@ def test_pseudo_masks_and_the_leak_only_in_ground_truth_mode(world, rule, expect
 
 def test_kl_loss_is_the_cross_entropy_of_the_spatial_softmax(world):
     root, _, _ = world
-    from gazecli.core.stages.train_student import heatmap_errors
+    from gazecli.core.losses import heatmap_errors
 
     pred = torch.randn(3, 1, 4, 4)
     target = torch.rand(3, 1, 4, 4)
@@ -146,7 +146,7 @@ def test_kl_loss_is_the_cross_entropy_of_the_spatial_softmax(world):
 
 def test_a_nan_target_outside_the_mask_does_not_poison_the_loss(world):
     root, _, _ = world
-    from gazecli.core.stages.teachers import GradcamTeacher
+    from gazecli.core.teachers.gradcam import GradcamTeacher
 
     s = load_settings(TrainStudentSettings, {"data": root, "teacher": "gradcam"})
     batch = _batch(2, 2, [-1.0, -1.0])

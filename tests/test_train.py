@@ -122,6 +122,37 @@ def test_kill_and_resume_equals_an_uninterrupted_run(world, tmp_path):
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in b)
 
 
+def test_mid_epoch_resume_reports_the_uninterrupted_epoch_mean(world, tmp_path, monkeypatch):
+    """The epoch mean loss of a resumed epoch averages all its steps, not only the resumed ones
+    (the checkpoint carries the running sums)."""
+    from gazecli.core.engine import trainer
+
+    args = ["train-student", "--data", world, "--ratio", "1.0", "--epochs", "2", *TINY, "--project", tmp_path,
+            "--checkpoint-every", "2"]
+    code, _, err = run_cli(*args, "--name", "full")
+    assert code == 0, err
+    real = trainer.save_checkpoint
+
+    def save_then_stop(path, model_state, meta, state=None):
+        written = real(path, model_state, meta, state)
+        if state is not None and meta["epoch_next"] == 1 and meta["skip"] > 0:
+            raise KeyboardInterrupt  # stopped right after a mid-epoch checkpoint of epoch 2
+        return written
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
+    code, _, _ = run_cli(*args, "--name", "cut")
+    assert code == 130
+    monkeypatch.setattr(trainer, "save_checkpoint", real)
+    run = tmp_path / "train-student" / "cut"
+    assert len(csv_rows(run / "metrics.csv")) == 1
+    code, out, err = run_cli("train-student", "--resume", run)
+    assert code == 0 and "resuming" in out, err
+    full = csv_rows(tmp_path / "train-student" / "full" / "metrics.csv")
+    cut = csv_rows(run / "metrics.csv")
+    assert len(cut) == 2
+    assert [r["train_loss"] for r in cut] == [r["train_loss"] for r in full]
+
+
 def test_two_process_ddp_with_gloo(world, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gazecli",
            "train-student", "--data", str(world), "--ratio", "1.0", "--epochs", "2", *TINY,

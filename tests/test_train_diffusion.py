@@ -81,7 +81,6 @@ def test_paper_defaults_depend_on_the_ratio(world):
 
 def test_sampling_loop_matches_the_scheduler():
     from gazecli.core.diffusion import HeatmapScheduler
-    from gazecli.core.stages.train_diffusion import sample_from_noise
 
     def model(x, t):  # any smooth function of (x_t, t)
         return torch.sigmoid(3 * x - 1.5) * (1 + t[:, None, None, None] / 1000)
@@ -90,13 +89,13 @@ def test_sampling_loop_matches_the_scheduler():
         scheduler = HeatmapScheduler(compat=compat)
         a = scheduler.sample(model, (2, 1, 8, 8), 4, eta=1.0, generator=torch.Generator().manual_seed(3))
         g = torch.Generator().manual_seed(3)
-        b = sample_from_noise(model, scheduler, lambda: torch.randn((2, 1, 8, 8), generator=g), 4, eta=1.0)
+        b = scheduler.sample(model, (2, 1, 8, 8), 4, eta=1.0, noise_fn=lambda: torch.randn((2, 1, 8, 8), generator=g))
         assert torch.equal(a, b)
 
 
 # ------------------------------------------------------------------------------------- mean teacher rules
 def test_ema_alpha_numbers():
-    from gazecli.core.models.mean_teacher import ema_alpha
+    from gazecli.core.models.ema import ema_alpha
 
     assert [ema_alpha(s) for s in (0, 14)] == [0.0, 0.0]  # the first 15 steps copy the student
     assert ema_alpha(15) == 0.5 and ema_alpha(29) == 0.5 and ema_alpha(30) == pytest.approx(2 / 3)
@@ -105,7 +104,7 @@ def test_ema_alpha_numbers():
 
 
 def test_update_teacher_averages_parameters_and_in_default_mode_buffers():
-    from gazecli.core.models.mean_teacher import StudentTeacher
+    from gazecli.core.models.ema import EMAPair
 
     def net(value):
         m = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
@@ -114,14 +113,14 @@ def test_update_teacher_averages_parameters_and_in_default_mode_buffers():
                 t.data.fill_(value)
         return m
 
-    pair = StudentTeacher(net(1.0), net(3.0))
+    pair = EMAPair(net(1.0), net(3.0))
     pair.update_teacher(0.75)
     assert all(torch.allclose(p, torch.full_like(p, 0.75 * 3 + 0.25 * 1)) for p in pair.teacher.parameters())
     assert torch.allclose(pair.teacher[1].running_mean, torch.full((2,), 2.5))
     assert not any(p.requires_grad for p in pair.teacher.parameters())
     pair.train()
     assert pair.student.training and not pair.teacher.training  # the default teacher is always in eval mode
-    official = StudentTeacher(net(1.0), net(3.0), teacher_train_mode=True)
+    official = EMAPair(net(1.0), net(3.0), teacher_train_mode=True)
     official.update_teacher(0.5, buffers=False)  # --compat: parameters only
     assert torch.allclose(official.teacher[0].weight, torch.full_like(official.teacher[0].weight, 2.0))
     assert torch.allclose(official.teacher[1].running_mean, torch.full((2,), 3.0))
@@ -130,7 +129,7 @@ def test_update_teacher_averages_parameters_and_in_default_mode_buffers():
 
 
 def test_consistency_rampup_numbers():
-    from gazecli.core.stages.mean_teacher import consistency_weight
+    from gazecli.core.losses import consistency_weight
 
     assert consistency_weight(0) == pytest.approx(26.9518, abs=1e-4) == 4000 * math.exp(-5)
     assert consistency_weight(1) == pytest.approx(4000 * math.exp(-5 * 0.8**2))
@@ -139,7 +138,7 @@ def test_consistency_rampup_numbers():
 
 
 def test_kl_consistency_is_kl_of_the_pixel_softmaxes():
-    from gazecli.core.stages.mean_teacher import consistency_loss
+    from gazecli.core.losses import consistency_loss
 
     g = torch.Generator().manual_seed(0)
     s, t = torch.rand(3, 1, 4, 4, generator=g), torch.rand(3, 1, 4, 4, generator=g)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from gazecli.core.data.gazeworld import CLASSES, NO_OBJECT, OUTSIDE, SIDECAR_NAMES, synthesize_gazeworld
-from gazecli.core.vqa import questions as Q
+from gazecli.core.data import gazeworld_qa as Q
+from gazecli.core.vqa.data import read_qa
 
 transformers = pytest.importorskip("transformers")
 
@@ -45,9 +46,9 @@ def test_qa_sidecars_are_written_deterministically_from_the_sidecar(world, tmp_p
     synthesize_gazeworld(again, 24, 6, seed=5)
     for name in (*Q.QA_NAMES.values(), *SIDECAR_NAMES.values()):
         assert (again / name).read_bytes() == (root / name).read_bytes()
-    assert Q.read_qa(root, "test") == lines(root / Q.QA_NAMES["test"])
+    assert read_qa(root, "test") == lines(root / Q.QA_NAMES["test"])
     (again / Q.QA_NAMES["test"]).unlink()  # an older world: the pairs are made from its sidecar
-    assert Q.read_qa(again, "test") == Q.read_qa(root, "test")
+    assert read_qa(again, "test") == read_qa(root, "test")
 
 
 def test_answers_agree_with_the_sidecar(world):
@@ -225,7 +226,7 @@ MARGIN_OVER_MAJORITY = 0.08
 
 def test_gazeworld_names_the_shipped_model_and_gradcam_runs_on_it(world, tmp_path):
     from gazecli.core.gradcam.backends import resolve_model_source
-    from gazecli.core.gradcam.run import run_gradcam
+    from gazecli.core.stages.gradcam import run_gradcam
     from gazecli.core.gradcam.store import GradcamStore
     from gazecli.core.settings import GradcamSettings, load_settings
 
@@ -260,7 +261,7 @@ def test_the_shipped_model_answers_the_gaze_question_above_the_majority_and_an_u
     synthesize_gazeworld(root, 0, 60, seed=424242)
     folder = Path(resolve_model_source("gazeworld-blip"))
     model, processor = load_folder(folder)
-    records = Q.read_qa(root, "test")
+    records = read_qa(root, "test")
     tok = processor.tokenizer
     views = PromptedViews(root, records, processor.image_processor.size["height"], tok,
                           tok.convert_tokens_to_ids("[DEC]"), types=(Q.GAZE,))

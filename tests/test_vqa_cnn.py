@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from gazecli.core.data.gazeworld import synthesize_gazeworld
-from gazecli.core.vqa import questions as Q
+from gazecli.core.data import gazeworld_qa as Q
+from gazecli.core.vqa.data import read_qa
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +24,10 @@ def world(tmp_path_factory):
 def test_every_gazeworld_answer_is_one_output_class(world):
     from gazecli.core.vqa.cnn import ANSWERS, WORDS, tokenize
 
-    answers = {p["answer"] for r in Q.read_qa(world, "train") for p in r["qa"]}
+    answers = {p["answer"] for r in read_qa(world, "train") for p in r["qa"]}
     assert answers <= set(ANSWERS)
     assert len(set(ANSWERS)) == len(ANSWERS)
-    questions = {p["question"] for r in Q.read_qa(world, "train") for p in r["qa"]}
+    questions = {p["question"] for r in read_qa(world, "train") for p in r["qa"]}
     assert all(1 not in tokenize(q) for q in questions)  # no unknown word
     assert tokenize("What is the person in the green bounding box looking at?")[-1] == WORDS.index("?")
 
@@ -57,16 +58,16 @@ def test_gradcam_is_classic_gradcam_on_the_last_conv_map_and_folders_round_trip(
 
 
 def test_train_vqa_cnn_exports_a_folder_gradcam_runs_on(world, tmp_path):
-    from gazecli.core.gradcam.run import run_gradcam
+    from gazecli.core.stages.gradcam import run_gradcam
     from gazecli.core.gradcam.store import GradcamStore
     from gazecli.core.settings import GradcamSettings, TrainVQASettings, load_settings
-    from gazecli.core.stages.train_vqa_cnn import train_vqa_cnn
+    from gazecli.core.stages.train_vqa import train_vqa
     from gazecli.core.vqa.cnn import ANSWERS, is_cnn_folder
 
     s = load_settings(TrainVQASettings, dict(data=world, arch="cnn", epochs=1, batch_size=4, questions_per_view=4,
                                              device="cpu", threads=1, project=tmp_path / "runs", name="cnn",
                                              eval_limit=20))
-    out = train_vqa_cnn(s)
+    out = train_vqa(s)  # --arch cnn: the convolutional VQA
     assert is_cnn_folder(out["model_dir"]) and "gaze_acc" in out["test_metrics"]
     meta = json.loads((out["model_dir"] / "config.json").read_text())
     assert meta["supervision"].startswith("answer text only") and meta["steps"] > 0
@@ -145,7 +146,7 @@ def test_simulated_vqa_names_are_checked():
 
 
 def test_sweep_summary_table_and_clearing(tmp_path):
-    from gazecli.core.vqa.sweep import VQA_JOBS, clear_vqa_results, summarise, sweep_markdown, write_sweep
+    from gazecli.core.stages.demo.sweep import VQA_JOBS, clear_vqa_results, summarise, sweep_markdown, write_sweep
 
     runs = []
     for seed, l2 in ((0, 0.30), (1, 0.34)):

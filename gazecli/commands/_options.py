@@ -102,17 +102,26 @@ def settings_command(app: typer.Typer, name: str, settings_cls: type[GazeSetting
             print_config = kwargs.pop("print_config")
             flags = {k: v for k, v in kwargs.items() if v is not None and v != [] and v != ()}
             if resumable and flags.get("resume") is not None and config is None:
-                saved = Path(flags["resume"]) / "settings.toml"
-                if not saved.is_file():
+                from gazecli.core.engine.runs import RunDir
+
+                run_dir = RunDir(flags["resume"], writable=False)
+                if not RunDir.is_run(run_dir.path):
                     from gazecli.core.errors import SettingsError
 
                     raise SettingsError(f"--resume {flags['resume']}: not a run folder (no settings.toml)")
-                config = saved
+                config = run_dir.settings_file
             settings = load_settings(settings_cls, flags, config)
             if print_config:
                 typer.echo(to_toml(settings), nl=False)
                 return None
-            return run(settings)
+            from gazecli.core.settings import option_sources
+            from gazecli.core.settings.option_source import activate, deactivate
+
+            token = activate(option_sources(settings_cls, flags, config))  # errors name --x / GAZE_X / file: x
+            try:
+                return run(settings)
+            finally:
+                deactivate(token)
 
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}

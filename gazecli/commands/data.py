@@ -43,8 +43,18 @@ def check(s: CheckSettings) -> None:
     from gazecli.commands._report import console, progress_bar
     from gazecli.core.data.check import check_dataset
 
+    import os
+
+    from gazecli.core.data.images import MAX_PIXELS_ENV
+    from gazecli.core.validate import FOLLOW_SYMLINKS_ENV
+
+    if s.max_image_pixels is not None:
+        os.environ[MAX_PIXELS_ENV] = str(s.max_image_pixels)
+    if s.follow_symlinks:
+        os.environ[FOLLOW_SYMLINKS_ENV] = "1"
     with progress_bar("images", "images") as update:
-        summary = check_dataset(s.root, s.dataset, decode=s.decode, skip_invalid=s.skip_invalid, progress=update)
+        summary = check_dataset(s.root, s.dataset, decode=s.decode, skip_invalid=s.skip_invalid, progress=update,
+                                follow_symlinks=s.follow_symlinks)
     table = Table(title=f"{summary['dataset']}: {summary['root']}", title_justify="left")
     splits = summary["splits"]
     table.add_column("")
@@ -64,13 +74,20 @@ def check(s: CheckSettings) -> None:
     if "width" in img:
         w, h = img["width"], img["height"]
         size = f", width {w['min']}-{w['max']} (median {w['median']:.0f}), height {h['min']}-{h['max']} (median {h['median']:.0f})"
-    console.print(f"images: {img['count']} {'decoded' if img['decoded'] else 'found'}{size}")
+    refused = f" ({img['bad']} missing, undecodable or refused: their rows skipped)" if img.get("bad") else ""
+    console.print(f"images: {img['count']} {'decoded' if img['decoded'] else 'found'}{size}{refused}")
     for ls in summary.get("label_splits", []):
         console.print(f"label split {ls['folder']} ratio {ls['ratio']}: labelled {ls['labelled_persons']} "
                       f"(images {ls['labelled_images']}), val {ls['val_persons']}, unlabelled {ls['unlabelled_persons']}"
                       + (f", {ls['in_no_file']} rows in no split file (counted as labelled)" if ls["in_no_file"] else ""))
     if summary["skipped_rows"]:
-        console.print(f"[yellow]skipped {len(summary['skipped_rows'])} invalid rows[/] (first: {summary['skipped_rows'][0]})")
+        reasons = ", ".join(f"{reason} {n}" for reason, n in summary["skipped_by_reason"].items())
+        console.print(f"[yellow]skipped {len(summary['skipped_rows'])} invalid rows[/]: {reasons} "
+                      f"(first: {summary['skipped_rows'][0]})", soft_wrap=True)
+    for split, dup in summary["duplicates"].items():
+        console.print(f"[yellow]warning:[/] {dup['rows']} {split} {'rows repeat' if dup['rows'] > 1 else 'row repeats'} "
+                      f"an earlier row's person "
+                      f"(image and eye) (first: {dup['first']})", soft_wrap=True)
     console.print("[green]ok[/]")
 
 
@@ -111,10 +128,7 @@ def train_vqa(s: TrainVQASettings) -> None:
     """Train a GazeWorld VQA model (--arch blip: BLIP; cnn: convolutional) from scratch on GazeWorld's question-answer text;
     export it as a folder that gaze gradcam --vqa-model reads."""
     from gazecli.commands._report import RichReporter, console, metrics_table, print_outputs
-    if s.arch == "cnn":
-        from gazecli.core.stages.train_vqa_cnn import train_vqa_cnn as run
-    else:
-        from gazecli.core.stages.train_vqa import train_vqa as run
+    from gazecli.core.stages.train_vqa import train_vqa as run
 
     out = run(s, RichReporter("train-vqa"))
     rows = [{"split": name, **metrics} for name, metrics in (("val (best)", out["val_metrics"]),

@@ -58,7 +58,7 @@ def demo(s: DemoSettings) -> None:
         if live is not None:
             live.stop()
     if s.sweep:  # the VQA-quality sweep (an ablation)
-        from gazecli.core.vqa.sweep import sweep_markdown
+        from gazecli.core.stages.demo.sweep import sweep_markdown
 
         console.print(sweep_markdown(results))
         print_outputs(f"sweep in {s.out}", results["files"])

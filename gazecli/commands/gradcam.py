@@ -15,7 +15,7 @@ def gradcam(s: GradcamSettings) -> None:
     """VQA Grad-CAM pseudo-annotations for every person of a split: batched, resumable, sharded
     (--shard i/n, or torchrun), with --merge and --import-pickle for the authors' files."""
     from gazecli.commands._report import console, key_value_table, progress_bar
-    from gazecli.core.gradcam.run import run_gradcam
+    from gazecli.core.stages.gradcam import run_gradcam
 
     with progress_bar("Grad-CAM", "persons") as update:
         result = run_gradcam(s, progress=update)

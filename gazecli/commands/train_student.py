@@ -18,9 +18,8 @@ def train_student(s: TrainStudentSettings) -> None:
     from gazecli.core.stages.train_student import pseudo_label_report, train_student as run
 
     if s.pseudo_report:
-        import json
-
-        from gazecli.core.engine.runs import atomic_write_text, new_run_dir
+        from gazecli.core.engine.runs import new_run_dir
+        from gazecli.core.io import write_json
 
         with progress_bar("pseudo-labels", "persons") as update:
             report = pseudo_label_report(s, update)
@@ -28,7 +27,7 @@ def train_student(s: TrainStudentSettings) -> None:
                                     f"labels (ratio {s.ratio})", report["results"],
                                     ["name", "n", "auc", "avg_l2", "min_l2", "usable"]))
         folder = new_run_dir(s.project, "pseudo-report", s.name)
-        atomic_write_text(folder / "pseudo_report.json", json.dumps(report, indent=2))
+        write_json(folder / "pseudo_report.json", report, newline=False)
         print_outputs(f"report in {folder}", [folder / "pseudo_report.json"])
         return
     result = run(s, RichReporter("train-student"))

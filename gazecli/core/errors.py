@@ -10,7 +10,11 @@ class GazeError(Exception):
     exit_code = 1
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))  # always a single line
+        text = str(message)
+        if "Original Traceback (most recent call last):" in text:  # re-raised by a DataLoader worker
+            last = text.strip().splitlines()[-1]  # "gazecli.core.errors.DataError: <the message>"
+            text = last.split(": ", 1)[1] if ": " in last else last
+        super().__init__(" ".join(text.split()))  # always a single line
 
 
 class SettingsError(GazeError):

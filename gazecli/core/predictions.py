@@ -10,8 +10,7 @@ Persons are joined to the annotations on (path, eye) with tolerance 1e-4.
 
 from __future__ import annotations
 
-import os
-import zipfile
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from gazecli.core.data.table import PersonTable
 from gazecli.core.errors import DataError
+from gazecli.core.io import write_arrays, write_text
 
 JOIN_TOLERANCE = 1e-4
 
@@ -46,43 +46,47 @@ def save_predictions(file: Path, predictions: Predictions) -> Path:
               "heatmap": np.asarray(predictions.heatmap, dtype=np.float32)}
     if predictions.inout is not None:
         arrays["inout"] = np.asarray(predictions.inout, dtype=np.float32)
-    tmp = file.with_name(file.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, file)
-    return file
+    return write_arrays(file, arrays, compressed=True)
+
+
+ACCEPTED = "a .npz with path (N,) str, eye (N, 2), heatmap (N, h, w) numbers and optional inout (N,) numbers"
 
 
 def load_predictions(file: Path) -> Predictions:
+    """A prediction file, every array checked (kind, shape, finite values); any problem is one DataError."""
+    from gazecli.core.safe_read import load_npz_arrays, numeric_array
+
     file = Path(file)
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            missing = [k for k in ("path", "eye", "heatmap") if k not in data.files]
-            if missing:
-                raise DataError(f"{file.name}: prediction file lacks {', '.join(missing)} "
-                                f"(needs path, eye, heatmap[, inout])")
-            arrays = {k: data[k] for k in data.files}
-    except DataError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{file.name}: not a readable .npz prediction file ({e.__class__.__name__}: {e})") from None
+    arrays = load_npz_arrays(file, "prediction file", ACCEPTED)
+    missing = [k for k in ("path", "eye", "heatmap") if k not in arrays]
+    if missing:
+        raise DataError(f"{file.name}: prediction file lacks {', '.join(missing)} "
+                        f"(needs path, eye, heatmap[, inout])")
     path, eye, heatmap = arrays["path"], arrays["eye"], arrays["heatmap"]
     inout = arrays.get("inout")
-    n = len(path)
     if path.ndim != 1 or path.dtype.kind not in "US":
         raise DataError(f"{file.name}: 'path' must be a 1-D string array")
+    n = len(path)
+    eye = numeric_array(eye, file.name, "eye", f"of shape ({n}, 2)")
+    heatmap = numeric_array(heatmap, file.name, "heatmap", f"of shape ({n}, h, w)")
     if eye.shape != (n, 2):
         raise DataError(f"{file.name}: 'eye' must have shape ({n}, 2), found {eye.shape}")
     if heatmap.ndim != 3 or heatmap.shape[0] != n:
         raise DataError(f"{file.name}: 'heatmap' must have shape ({n}, h, w), found {heatmap.shape}")
-    if not np.isfinite(heatmap).all():
-        raise DataError(f"{file.name}: 'heatmap' holds NaN or infinite values")
-    if not np.isfinite(eye).all():
-        raise DataError(f"{file.name}: 'eye' holds NaN or infinite values")
-    if inout is not None and inout.shape != (n,):
-        raise DataError(f"{file.name}: 'inout' must have shape ({n},), found {inout.shape}")
-    return Predictions(path.astype(str), eye.astype(np.float64), heatmap.astype(np.float32),
-                       None if inout is None else inout.astype(np.float64))
+    if n and (heatmap.shape[1] < 1 or heatmap.shape[2] < 1):
+        raise DataError(f"{file.name}: 'heatmap' maps are empty ({heatmap.shape[1]}x{heatmap.shape[2]})")
+    if inout is not None:
+        inout = numeric_array(inout, file.name, "inout", f"of shape ({n},)")
+        if inout.shape != (n,):
+            raise DataError(f"{file.name}: 'inout' must have shape ({n},), found {inout.shape}")
+    for name, values in (("heatmap", heatmap), ("eye", eye), ("inout", inout)):
+        if values is not None:
+            bad = ~np.isfinite(values.reshape(n, -1)).all(axis=1) if n else np.zeros(0, bool)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise DataError(f"{file.name}: '{name}' holds NaN or infinite values for {int(bad.sum())} persons "
+                                f"(first: person {i}, {path[i]})")
+    return Predictions(path.astype(str), eye, heatmap.astype(np.float32), inout)
 
 
 def join_predictions(table: PersonTable, predictions: Predictions, name: str = "predictions",
@@ -115,3 +119,8 @@ def join_predictions(table: PersonTable, predictions: Predictions, name: str = "
         raise DataError(f"{name}: {len(missing)} of {len(table)} persons of the {table.split} split have no "
                         f"prediction (first: {table.path[r]}, eye {tuple(np.round(table.eye_xy_norm[r], 6))})")
     return match
+
+
+def save_prediction_records(path: Path, records: list[dict]) -> Path:
+    """`gaze predict`'s predictions.jsonl: one JSON object per person, one per line."""
+    return write_text(path, "".join(json.dumps(r) + "\n" for r in records))

@@ -8,7 +8,6 @@ from pathlib import Path
 from gazecli.core.data.table import PersonTable
 from gazecli.core.errors import DataError
 
-DATASETS = ("gazefollow", "videoatt")
 
 
 def detect_dataset(root: Path) -> str:
@@ -39,4 +38,4 @@ def read_persons(root: Path, split: str, dataset: str = "auto", skip_invalid: bo
     raise ValueError(f"unknown dataset {dataset!r}")
 
 
-__all__ = ["DATASETS", "PersonTable", "detect_dataset", "read_persons"]
+__all__ = ["PersonTable", "detect_dataset", "read_persons"]

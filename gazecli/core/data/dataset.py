@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from gazecli.core.data.heatmaps import gaussian_heatmaps
 from gazecli.core.data.images import read_image_rgb
+from gazecli.core.validate import inside_root
 from gazecli.core.data.table import PersonTable
 from gazecli.core.data.transforms import (
     Augment,
@@ -87,7 +88,7 @@ class GazeDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, int(index)])
 
     def load(self, index: int) -> np.ndarray:
-        return read_image_rgb(self.table.root / self.table.path[index])
+        return read_image_rgb(inside_root(self.table.root, self.table.path[index]))  # no symlink out of the root
 
     def draw(self, index: int, image: np.ndarray, rng: np.random.Generator) -> Augment:
         """One draw of the augmentations of person `index` on `image` (a two-view dataset draws twice)."""

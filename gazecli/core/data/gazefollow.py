@@ -1,4 +1,4 @@
-"""GazeFollow annotation files (method-spec §1.1): Chong et al.'s originals and the GCDR
+"""GazeFollow annotation files (docs/design.md, "Data"): Chong et al.'s originals and the GCDR
 "extended" files with detected body boxes, told apart by their column count.
 
 Every malformed row is a `DataError` naming the file and line
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gazecli.core.data.table import PersonTable
+from gazecli.core.data.values import point_problem
 from gazecli.core.errors import DataError, location
 
 BASE_COLUMNS = (
@@ -164,6 +165,12 @@ def _parse_row(cells, names, where, errors) -> dict | None:
     if "inout" in row and row["inout"] not in (-1.0, 0.0, 1.0):
         errors(f"{where}: column inout: expected -1, 0 or 1, found {row['inout']:g}")
         return None
+    if row.get("inout") != -1.0:  # rows with inout == -1 are dropped unread
+        problem = (point_problem("eye", row["eye_x"], row["eye_y"])
+                   or point_problem("gaze", row["gaze_x"], row["gaze_y"], sentinel_ok=row.get("inout") == 0.0))
+        if problem:
+            errors(f"{where}: {problem}")
+            return None
     return row
 
 

@@ -1,5 +1,5 @@
 """GazeWorld: a procedural gaze-following world written in the extended GazeFollow layout
-(method-spec §1.1), so every reader, split, metric and stage runs on it unchanged.
+(docs/formats.md, "GazeWorld"), so every reader, split, metric and stage runs on it unchanged.
 
 A scene is a muted textured room with 3-6 objects of six classes (each its own shape and
 colour) and one or two persons drawn as a body and a head. The gaze cue is on the head:
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields
@@ -31,10 +30,12 @@ import cv2
 import numpy as np
 
 from gazecli.core.data.gazefollow import ANNOTATION_FILES
+from gazecli.core.data.gazeworld_qa import CLASS_NAMES, QA_NAMES, qa_record
 from gazecli.core.errors import DataError, SettingsError
+from gazecli.core.io import write_bytes, write_json, write_text
 
 GENERATOR_VERSION = "gazeworld-1"
-CLASSES = ("ball", "cup", "book", "plant", "lamp", "clock")
+CLASSES = CLASS_NAMES
 OUTSIDE = "outside"  # target_class of an out-of-frame gaze
 NO_OBJECT = "none"  # target_class of an in-frame gaze at a random point (second persons only)
 SPLIT_CODES = {"train": 0, "test": 1}
@@ -646,18 +647,9 @@ def _prepare_folder(out: Path, force: bool) -> None:
         if (out / META_NAME).is_file():  # a previous GazeWorld: remove its outputs, nothing else
             for folder in IMAGE_FOLDERS.values():
                 shutil.rmtree(out / folder, ignore_errors=True)
-            from gazecli.core.vqa.questions import QA_NAMES
-
             for name in (*ANNOTATION_NAMES.values(), *SIDECAR_NAMES.values(), *QA_NAMES.values(), META_NAME):
                 (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def synthesize_gazeworld(out: Path, n_train: int, n_test: int, seed: int = 0, size: int = REFERENCE_SIZE,
@@ -688,8 +680,6 @@ def synthesize_gazeworld(out: Path, n_train: int, n_test: int, seed: int = 0, si
     _prepare_folder(out, force)
     ext, params = IMAGE_FORMATS[image_format]
 
-    from gazecli.core.vqa.questions import QA_NAMES, qa_record
-
     rows = {"train": [], "test": []}
     records = {"train": [], "test": []}
     qa_lines = {"train": [], "test": []}  # the question-answer sidecars (text only; gazecli.core.vqa)
@@ -710,7 +700,7 @@ def synthesize_gazeworld(out: Path, n_train: int, n_test: int, seed: int = 0, si
             ok, buf = cv2.imencode(ext, scene.image, params)
             if not ok:  # pragma: no cover - OpenCV always encodes uint8 BGR
                 raise RuntimeError(f"OpenCV could not encode {rel}")
-            _write_atomic(file, buf.tobytes())
+            write_bytes(file, buf.tobytes())
 
             if split == "train":
                 points = []
@@ -743,11 +733,10 @@ def synthesize_gazeworld(out: Path, n_train: int, n_test: int, seed: int = 0, si
     for split in [s for s, n in (("train", n_train), ("test", n_test)) if n > 0]:  # no empty files
         for fname, lines in ((ANNOTATION_NAMES[split], rows[split]), (SIDECAR_NAMES[split], records[split]),
                              (QA_NAMES[split], qa_lines[split])):
-            tmp = out / (fname + ".tmp")
-            tmp.write_bytes("".join(line + "\n" for line in lines).encode("utf-8"))
-            (qa_written if fname == QA_NAMES[split] else written).append((tmp, out / fname))
-    for tmp, final in [*written, *qa_written]:
-        os.replace(tmp, final)
+            text = "".join(line + "\n" for line in lines)
+            (qa_written if fname == QA_NAMES[split] else written).append((out / fname, text))
+    for final, text in [*written, *qa_written]:
+        write_text(final, text)
     meta = {
         "generator": GENERATOR_VERSION,
         "seed": seed,
@@ -759,7 +748,7 @@ def synthesize_gazeworld(out: Path, n_train: int, n_test: int, seed: int = 0, si
         "test_annotators": test_annotators,
         "counts": {"train_images": n_train, "test_images": n_test, **counts},
     }
-    _write_atomic(out / META_NAME, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+    write_json(out / META_NAME, meta)
     seconds = time.perf_counter() - t0
     return {
         "root": str(out),
@@ -774,6 +763,6 @@ def synthesize_gazeworld(out: Path, n_train: int, n_test: int, seed: int = 0, si
         "seconds": seconds,
         "images_per_s": total / seconds if seconds > 0 else float("inf"),
         "files_written": total + len(written) + 1,  # the GazeFollow-layout dataset: images, annotations, sidecars, meta
-        "qa_files": [str(final) for _, final in qa_written],  # besides: the question-answer sidecars
+        "qa_files": [str(final) for final, _ in qa_written],  # besides: the question-answer sidecars
         "n_qa_pairs": n_qa,
     }

@@ -1,4 +1,4 @@
-"""Gaussian gaze heatmaps (the training targets; method-spec §1.4)."""
+"""Gaussian gaze heatmaps (the training targets; docs/design.md, "Heatmaps")."""
 
 from __future__ import annotations
 
@@ -52,3 +52,43 @@ def _draw_labelmap(px: float, py: float, height: int, width: int, sigma: float) 
     img[img_y[0]:img_y[1], img_x[0]:img_x[1]] += g[g_y[0]:g_y[1], g_x[0]:g_x[1]]
     peak = img.max()
     return (img / peak if peak > 0 else img).astype(np.float32)
+
+
+def baseline_heatmap(kind: str, root, size: int = 64, sigma: float = 3.0) -> np.ndarray:
+    """(size, size) float32: `center` = a broad Gaussian (sigma = size / 4) at the image centre;
+    `prior` = the mean ground-truth heatmap of the in-frame training persons."""
+    if kind == "center":
+        return gaussian_heatmaps(np.array([[0.5, 0.5]]), size, size, sigma=size / 4)[0]
+    if kind == "prior":
+        from gazecli.core.data import read_persons
+
+        train = read_persons(root, "train")
+        points = train.mean_gaze_xy_norm[train.inout == 1]
+        prior = np.zeros((size, size), dtype=np.float64)
+        for i in range(0, len(points), 4096):
+            prior += gaussian_heatmaps(points[i:i + 4096], size, size, sigma).sum(axis=0)
+        return (prior / max(prior.max(), 1e-12)).astype(np.float32)
+    raise ValueError(kind)
+
+
+OFFICIAL_MINMAX_EPS = 1e-11  # the official code's epsilon for pseudo-labels and sampled heatmaps
+
+
+def minmax(maps, eps: float = 0.0):
+    """Min-max normalisation of each map over its last two dimensions: (x - min) / (max - min + eps),
+    and a constant map becomes zeros (the one rule of the package; docs/design.md, "Heatmaps").
+
+    A torch tensor (..., h, w) is normalised per map; a numpy array is one map, normalised with
+    its min and max as Python floats. `eps` is 0 for scoring and prediction, and
+    OFFICIAL_MINMAX_EPS where the official code adds it (teachers, sampled heatmaps)."""
+    if isinstance(maps, np.ndarray):
+        lo, hi = float(maps.min()), float(maps.max())
+        return (maps - lo) / ((hi - lo) + eps) if hi > lo else np.zeros_like(maps)
+    import torch
+
+    flat = maps.flatten(-2)
+    lo = flat.min(dim=-1, keepdim=True).values
+    hi = flat.max(dim=-1, keepdim=True).values
+    span = hi - lo
+    out = (flat - lo) / torch.where(span > 0, span + eps, torch.ones_like(span))
+    return out.view_as(maps)

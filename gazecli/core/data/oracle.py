@@ -3,7 +3,7 @@
 `oracle_class_maps` draws, for each person, a Gaussian on every object of the class the person
 looks at, read from GazeWorld's sidecar: what a VQA model that names the right class and
 grounds every instance of it would give, but with no idea which instance the person looks at.
-It exists to study the diffusion refiner apart from the VQA model (gazeworld-notes §C-D: such a
+It exists to study the diffusion refiner apart from the VQA model (such a
 prior has a high AUC and a poor L2; the head-conditioned refiner must pick the instance).
 Stores made from it are labelled "oracle-class" in their recipe.
 """

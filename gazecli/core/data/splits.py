@@ -1,11 +1,11 @@
-"""Low-label splits of GazeFollow-layout training sets (method-spec §1.2).
+"""Low-label splits of GazeFollow-layout training sets (docs/formats.md, "Split files").
 
 File format (the authors'): `train_annotations_weak_ratio{r}_use.txt` (labelled) and
 `..._left.txt` (unlabelled), each holding full train-file rows, `{r}` as Python prints the
 float (0.05, 0.1, 0.2). gazecli adds `..._val.txt`: labelled images held out for model
 selection, so the test set never chooses checkpoints.
 
-Two differences from the authors' script, both on purpose (anchors §9.7): our splits are
+Two differences from the authors' script, both on purpose (docs/design.md, "Data"): our splits are
 seeded, and they are drawn per *image* (all persons of an image are on one side), so a person
 that is "unlabelled" never shares an image with a labelled one. The authors' files (drawn per
 row, unseeded) load unchanged; their labelled part gets a seeded image-level validation
@@ -14,8 +14,6 @@ subset carved out at load time when no `_val` file is present.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 from gazecli.core.data.gazefollow import parse_rows
 from gazecli.core.data.table import PersonTable
 from gazecli.core.errors import DataError
+from gazecli.core.io import write_json, write_text
 
 SPLIT_FOLDER = "weak_supervision"
 PARTS = ("use", "left", "val")
@@ -123,17 +122,13 @@ def write_split(table: PersonTable, split: LabelSplit, folder: Path, force: bool
     masks = {"use": split.labelled, "left": split.unlabelled, "val": split.val}
     written = []
     for part, path in targets.items():
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in table.raw[masks[part]]), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, "".join(line + "\n" for line in table.raw[masks[part]]))
         written.append(path)
     meta = {"ratio": split.ratio, "seed": split.seed, "unit": "image", "source": split.source,
             "annotation_file": str(table.annotation_file.name if table.annotation_file else ""),
             **split.counts(table), **(extra or {})}
     meta_path = folder / f"split_ratio{ratio_name(split.ratio)}.json"
-    tmp = meta_path.with_name(meta_path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, meta_path)
+    write_json(meta_path, meta)
     written.append(meta_path)
     return written
 

@@ -1,7 +1,7 @@
 """`PersonTable`: one row per annotated person, the common currency of every reader, split,
 metric and dataset in gazecli.
 
-Coordinate conventions (method-spec §1): eye and gaze points are normalised to [0, 1] by the
+Coordinate conventions (docs/design.md, "Data"): eye and gaze points are normalised to [0, 1] by the
 image size (`*_xy_norm`); head and body boxes are pixels, corner form (`*_box_xyxy_px`).
 """
 

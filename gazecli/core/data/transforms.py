@@ -1,4 +1,4 @@
-"""Per-person sample construction (method-spec §1.4): head-box expansion and jitter, a random
+"""Per-person sample construction (docs/design.md, "Data"): head-box expansion and jitter, a random
 crop that keeps the head and the gaze point, horizontal flip, colour jitter, the head-position
 channel, the face crop, and per-person maps (e.g. Grad-CAM) cropped and flipped exactly like
 the image. numpy + OpenCV only; `dataset.py` wraps this in a torch Dataset.

@@ -1,4 +1,4 @@
-"""VideoAttentionTarget (Chong et al. 2020) annotation files (method-spec §1.3).
+"""VideoAttentionTarget (Chong et al. 2020) annotation files (docs/design.md, "Data").
 
 Layout: `annotations/{train,test}/<show>/<clip>/<person>.txt`, one file per person track,
 each line `frame, xmin, ymin, xmax, ymax, gazex, gazey` (head box and gaze in pixels; gaze
@@ -23,6 +23,7 @@ import numpy as np
 from gazecli.core.data.gazefollow import read_text_lines, safe_relative_path
 from gazecli.core.data.images import image_size_wh
 from gazecli.core.data.table import PersonTable
+from gazecli.core.data.values import box_problem, pixel_point_problem
 from gazecli.core.errors import DataError, location
 
 SMOOTHING_WINDOW = 11
@@ -113,12 +114,26 @@ def read_videoatt(root: Path, split: str, skip_invalid: bool = False, smooth: bo
         if not rows:
             continue
         show, clip = file.parent.parent.name, file.parent.name
-        raw = np.array([r[1] for r in rows], dtype=np.float64)
-        smoothed = smooth_boxes(raw) if smooth else raw
         clip_dir = root / "images" / show / clip
         if need_image_sizes and clip_dir not in clip_size:
             clip_size[clip_dir] = image_size_wh(clip_dir / rows[0][0])
         W, H = clip_size.get(clip_dir, (0, 0))
+        if W:  # values against the clip's frame size: a gaze of (5000, -7000) is not "clipped to 0"
+            kept = []
+            for r in rows:
+                problem = pixel_point_problem(r[2][0], r[2][1], W, H) or box_problem(r[1], W, H)
+                if problem is None:
+                    kept.append(r)
+                    continue
+                message = f"{location(file, r[4])}: {problem}"
+                if not skip_invalid:
+                    raise DataError(message + " (use --skip-invalid to skip such rows)")
+                errors.append(message)
+            rows = kept
+            if not rows:
+                continue
+        raw = np.array([r[1] for r in rows], dtype=np.float64)
+        smoothed = smooth_boxes(raw) if smooth else raw
         for (frame, head, gaze, body, line_no), box in zip(rows, smoothed):
             paths.append(f"images/{show}/{clip}/{frame}")
             cx, cy = (head[0] + head[2]) / 2, (head[1] + head[3]) / 2

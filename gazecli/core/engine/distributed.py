@@ -65,3 +65,10 @@ def shard(n: int, rank: int, world_size: int) -> range:
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return range(start, start + base + (1 if rank < extra else 0))
+
+
+def unwrap(model):
+    """The module inside a DistributedDataParallel wrapper (the model itself otherwise)."""
+    import torch
+
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model

@@ -6,7 +6,6 @@ import contextlib
 
 from gazecli.core.errors import SettingsError
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 def resolve_precision(precision: str, device) -> str:

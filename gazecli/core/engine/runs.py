@@ -1,23 +1,14 @@
 """Run folders: `runs/<command>/<name>/` with the resolved settings, per-epoch and per-step CSVs,
-curves and weights. Every file is written to a temporary name and renamed."""
+curves, weights and the final test metrics (docs/formats.md, "Run folders"). `RunDir` is the one
+place that knows these names. Every file is written to a temporary name and renamed."""
 
 from __future__ import annotations
 
 import csv
 import io
-import os
-import re
 from pathlib import Path
 
-from gazecli.core.errors import SettingsError
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+from gazecli.core.io import write_figure, write_text
 
 
 def new_run_dir(project: Path, command: str, name: str) -> Path:
@@ -35,29 +26,47 @@ def new_run_dir(project: Path, command: str, name: str) -> Path:
             candidate = base / f"{name}{n}"
 
 
+WEIGHTS = "weights"
+SETTINGS = "settings.toml"
+
+
+class _File:
+    """A file of the run folder: `run.<attribute>` is its path."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, run, owner=None):
+        return self if run is None else run.path / self.name
+
+
 class RunDir:
     """The files of one run. Only the main process writes."""
 
     def __init__(self, path: Path, writable: bool = True):
         self.path = Path(path)
         self.writable = writable
-        self.weights = self.path / "weights"
+        self.weights = self.path / WEIGHTS
 
-    @property
-    def settings_file(self) -> Path:
-        return self.path / "settings.toml"
+    @classmethod
+    def of_weights(cls, weights_file: Path) -> "RunDir":
+        """The run folder a weights file (RUN/weights/NAME.safetensors) belongs to."""
+        return cls(Path(weights_file).parent.parent, writable=False)
 
-    @property
-    def metrics_csv(self) -> Path:
-        return self.path / "metrics.csv"
+    @staticmethod
+    def is_run(path: Path) -> bool:
+        return (Path(path) / SETTINGS).is_file()
 
-    @property
-    def steps_csv(self) -> Path:
-        return self.path / "steps.csv"
+    settings_file = _File(SETTINGS)  # the resolved settings, read back by --resume
+    metrics_csv = _File("metrics.csv")  # one row per epoch
+    steps_csv = _File("steps.csv")  # one row per optimiser step
+    curves_png = _File("curves.png")
+    test_metrics_json = _File("test_metrics.json")  # the test split, scored once with the best weights
+    ddp_check_json = _File("ddp_check.json")  # under torchrun: each rank's shard and final weights
 
-    @property
-    def curves_png(self) -> Path:
-        return self.path / "curves.png"
+    def eval_json(self, split: str) -> Path:
+        """Where `gaze eval --checkpoint` writes its metrics (the predictions go beside, .npz)."""
+        return self.path / f"eval_{split}.json"
 
     def last(self) -> Path:
         return self.weights / "last.safetensors"
@@ -65,9 +74,16 @@ class RunDir:
     def best(self) -> Path:
         return self.weights / "best.safetensors"
 
+    def weights_to_load(self, prefer: str = "best") -> Path | None:
+        """The weights a user of the run gets: `prefer` (best or last), else the other, else None."""
+        for path in ((self.best(), self.last()) if prefer == "best" else (self.last(), self.best())):
+            if path.is_file():
+                return path
+        return None
+
     def write_settings(self, toml_text: str) -> None:
         if self.writable:
-            atomic_write_text(self.settings_file, toml_text)
+            write_text(self.settings_file, toml_text)
 
     # --- CSV logs (rewritten whole, atomically: small files) -------------------------------
 
@@ -88,7 +104,7 @@ class RunDir:
         writer.writeheader()
         for r in rows:
             writer.writerow({k: _fmt(v) for k, v in r.items()})
-        atomic_write_text(path, buf.getvalue())
+        write_text(path, buf.getvalue())
 
     def epoch_rows(self) -> list[dict]:
         return self._read(self.metrics_csv)
@@ -138,10 +154,8 @@ class RunDir:
         for ax in list(axes.flat)[len(keys):]:
             ax.axis("off")
         fig.tight_layout()
-        tmp = self.curves_png.with_name("curves.tmp.png")
-        fig.savefig(tmp, dpi=90)
+        write_figure(self.curves_png, fig, dpi=90)
         plt.close(fig)
-        os.replace(tmp, self.curves_png)
         return self.curves_png
 
 
@@ -158,11 +172,3 @@ def _is_number(value) -> bool:
     except (TypeError, ValueError):
         return False
 
-
-_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-
-
-def check_run_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise SettingsError(f"--name: use letters, digits, '.', '_' or '-' (got {name!r})")
-    return name

@@ -52,7 +52,7 @@ class EpochBatches:
 class TwoStreamBatches(EpochBatches):
     """Each batch: `batch_size - labelled_batch_size` unlabelled indices (one pass over the
     unlabelled set per epoch) followed by `labelled_batch_size` labelled ones (reshuffled as
-    often as needed). Epoch length = unlabelled per rank // unlabelled per batch (method-spec §4)."""
+    often as needed). Epoch length = unlabelled per rank // unlabelled per batch (docs/design.md)."""
 
     def __init__(self, unlabelled, labelled, batch_size: int, labelled_batch_size: int, seed: int = 0,
                  rank: int = 0, world_size: int = 1):

@@ -24,14 +24,15 @@ from typing import Any, Callable, Protocol
 import torch
 import torch.nn as nn
 
-from gazecli import __version__
+from gazecli._version import __version__
 from gazecli.core.engine import distributed as dist_utils
-from gazecli.core.engine.checkpoint import load_checkpoint, save_checkpoint
+from gazecli.core.engine.checkpoint import load_checkpoint, load_weights_into, save_checkpoint
 from gazecli.core.engine.precision import autocast, grad_scaler, resolve_precision
 from gazecli.core.engine.runs import RunDir, new_run_dir
 from gazecli.core.engine.sampling import EpochBatches
 from gazecli.core.engine.seed import rng_state, seed_everything, set_rng_state
 from gazecli.core.errors import GazeError
+from gazecli.core.io import write_json
 
 
 class TrainingDiverged(GazeError):
@@ -57,6 +58,20 @@ class SilentReporter:
     def message(self, text): pass
 
 
+class Callback:
+    """Code that hooks into the loop without editing it; override what is needed. Every process
+    calls them (an update of the weights must happen on every rank)."""
+
+    def on_train_start(self, run_dir: Path, start_epoch: int) -> None:
+        pass
+
+    def on_step_end(self, step: int, logs: dict) -> None:
+        """After the optimiser step `step` (1-based, counted over the whole run)."""
+
+    def on_epoch_end(self, epoch: int, row: dict) -> None:
+        """After epoch `epoch` (0-based) with its metrics.csv row."""
+
+
 @dataclass
 class StepContext:
     """What a loss function gets besides the batch."""
@@ -65,7 +80,6 @@ class StepContext:
     epoch: int
     device: torch.device
     generator: torch.Generator  # seeded by (seed, step): reproducible noise, also across resumes
-    autocast: Any = None
 
 
 @dataclass
@@ -87,8 +101,7 @@ class TrainSpec:
     select_on: str = "val"  # "val" (held out) or "test" (the official habit)
     eval_every: int = 1
     checkpoint_every: int = 0  # also save `last` every N steps (0: at epoch ends only)
-    after_step: Callable[[int], None] | None = None  # e.g. an EMA update
-    extra_modules: dict[str, nn.Module] = field(default_factory=dict)  # saved and restored with the run
+    callbacks: list[Callback] = field(default_factory=list)  # e.g. an EMA update after every step
     extra_meta: dict = field(default_factory=dict)
     grad_clip: float = 0.0
 
@@ -116,10 +129,6 @@ def _better(value: float, best: float | None, mode: str) -> bool:
     return value < best if mode == "min" else value > best
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, project: Path, name: str,
           resume: Path | None = None, workers: int = 0, reporter: Reporter | None = None) -> TrainResult:
     reporter = reporter or SilentReporter()
@@ -131,7 +140,7 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
     # --- the run folder (rank 0 decides, everyone learns the path) --------------------------
     if resume is not None:
         run_path = Path(resume)
-        if not (run_path / "weights" / "last.safetensors").is_file():
+        if not RunDir(run_path, writable=False).last().is_file():
             raise GazeError(f"--resume {run_path}: no weights/last.safetensors to resume from")
     else:
         run_path = new_run_dir(project, spec.command, name) if info.is_main else None
@@ -143,28 +152,29 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
     run.write_settings(spec.settings_toml)
 
     model = spec.model.to(device)
-    for m in spec.extra_modules.values():
-        m.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     scaler = grad_scaler(device, precision)
 
     # --- resume ----------------------------------------------------------------------------
-    start_epoch, skip, step, best_value = 0, 0, 0, None
+    start_epoch, skip, step, best_value, running = 0, 0, 0, None, None
     if resume is not None:
         state_dict, meta, state = load_checkpoint(run.last(), map_location="cpu")
         if state is None:
             raise GazeError(f"{run.last()}: holds no training state (cannot resume)")
-        model.load_state_dict(state_dict)
-        for key, module in spec.extra_modules.items():
-            module.load_state_dict({k[len(key) + 1:]: v for k, v in state["extra"].items() if k.startswith(key + ".")})
-        spec.optimizer.load_state_dict(state["optimizer"])
-        if spec.scheduler is not None and state.get("scheduler") is not None:
-            spec.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch, skip, step = meta["epoch_next"], meta["skip"], meta["step"]
+        load_weights_into(model, state_dict, run.last().name)
+        try:
+            spec.optimizer.load_state_dict(state["optimizer"])
+            if spec.scheduler is not None and state.get("scheduler") is not None:
+                spec.scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            start_epoch, skip, step = meta["epoch_next"], meta["skip"], meta["step"]
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise GazeError(f"{run.last()}: its training state does not fit this run ({e.__class__.__name__}: "
+                            f"{' '.join(str(e).split())[:160]}); start a new run instead of --resume") from None
+        running = state.get("running") if skip else None  # the interrupted epoch's loss sums so far
         best_value = meta.get("best_value")
         run.truncate_steps(step)
         reporter.message(f"resuming {run.path} at epoch {start_epoch + 1}, step {step}")
@@ -187,11 +197,14 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
                  "scheduler": spec.scheduler.state_dict() if spec.scheduler is not None else None,
                  "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                  "rng": rng_state(),
-                 "extra": {f"{k}.{n}": t for k, m in spec.extra_modules.items() for n, t in m.state_dict().items()}}
+                 # mid-epoch: the epoch's loss sums so far, so a resumed epoch reports the mean of all its steps
+                 "running": {"sums": dict(sums), "n": n_logged} if skip_next else None}
         save_checkpoint(run.last(), model.state_dict(), _meta(spec, epoch_next, skip_next, step, best_value,
                                                               metrics, precision), state)
 
     reporter.run_started(run.path, spec.epochs, start_epoch)
+    for callback in spec.callbacks:
+        callback.on_train_start(run.path, start_epoch)
     last_plot = time.perf_counter()
     seen: dict[int, list[int]] = {}  # dataset indices this rank trained on, per epoch
     try:
@@ -205,6 +218,8 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
             train_model.train()
             sums: dict[str, float] = {}
             n_logged, n_images, t0 = 0, 0, time.perf_counter()
+            if this_skip and running:
+                sums, n_logged = {str(k): float(v) for k, v in running["sums"].items()}, int(running["n"])
             step_rows: list[dict] = []
             seen.setdefault(epoch, [])
             for i, batch in enumerate(loader, start=this_skip + 1):
@@ -213,8 +228,7 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
                 step += 1
                 batch = _to_device(batch, device, non_blocking=device.type == "cuda")
                 gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
-                ctx = StepContext(step=step, epoch=epoch, device=device, generator=gen,
-                                  autocast=lambda: autocast(device, precision))
+                ctx = StepContext(step=step, epoch=epoch, device=device, generator=gen)
                 with autocast(device, precision):
                     loss, logs = spec.loss_fn(train_model, batch, ctx)
                 if not torch.isfinite(loss).item():
@@ -229,9 +243,9 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
                     nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
                 scaler.step(spec.optimizer)
                 scaler.update()
-                if spec.after_step is not None:
-                    spec.after_step(step)
                 logs = {"loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}}
+                for callback in spec.callbacks:
+                    callback.on_step_end(step, logs)
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
                 n_logged += 1
@@ -271,6 +285,8 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
                 run.plot_curves()  # seconds of matplotlib: throttled, or short epochs would wait on it
                 last_plot = time.perf_counter()
             reporter.epoch_finished(epoch, row)
+            for callback in spec.callbacks:
+                callback.on_epoch_end(epoch, row)
     finally:
         if info.enabled:
             dist_utils.barrier()
@@ -286,15 +302,13 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
             model.load_state_dict(state_dict)
         test_metrics = spec.evaluate_fn(model, "test")
         if info.is_main and test_metrics is not None:
-            from gazecli.core.stages.evaluate import write_json
-
-            write_json(run.path / "test_metrics.json", {**test_metrics, "weights": str(best_path or run.last())})
+            write_json(run.test_metrics_json, {**test_metrics, "weights": str(best_path or run.last())})
     if info.enabled:
         dist_utils.barrier()
     return TrainResult(run_dir=run.path, best=best_path, last=run.last(), test_metrics=test_metrics,
                        best_metric=best_value, epochs_done=spec.epochs,
                        files=[p for p in (run.settings_file, run.metrics_csv, run.steps_csv, run.curves_png,
-                                          run.last(), best_path, run.path / "test_metrics.json") if p and p.exists()])
+                                          run.last(), best_path, run.test_metrics_json) if p and p.exists()])
 
 
 def _meta(spec: TrainSpec, epoch_next: int, skip: int, step: int, best_value, metrics, precision) -> dict:
@@ -342,11 +356,8 @@ def _write_ddp_check(run: RunDir, info, seen: dict, model: nn.Module) -> None:
     parts = [None] * info.world_size
     torch.distributed.all_gather_object(parts, mine)
     if info.is_main:
-        import json
-
-        from gazecli.core.engine.runs import atomic_write_text
-
-        atomic_write_text(run.path / "ddp_check.json", json.dumps({"world_size": info.world_size, "ranks": parts}))
+        write_json(run.ddp_check_json, {"world_size": info.world_size, "ranks": parts}, indent=None,
+                   newline=False)
 
 
 def _seed_worker(worker_id: int) -> None:

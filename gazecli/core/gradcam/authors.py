@@ -1,4 +1,4 @@
-"""Import the authors' pre-computed Grad-CAM pickles (method-spec §2.5) into a store.
+"""Import the authors' pre-computed Grad-CAM pickles into a store.
 
 Their files (`gradcams_{train,test}_person_pos_all.pkl`) hold
 `data[image_basename][eye_x] = {'answer': str, 'tokens': LongTensor, '9th_layer': 30x30,
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from gazecli.core.errors import DataError
-from gazecli.core.gradcam.store import Records
+from gazecli.core.gradcam.records import Records
 
 AUTHORS_DEFAULT_LAYER = 10  # the one the official training code uses
 AUTHORS_RECIPE = {
@@ -177,18 +177,35 @@ def load_authors_pickle(path: Path) -> dict:
 def _as_array(value, where: str) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu().float().numpy()
-    arr = np.asarray(value)
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # ragged nested lists
+        raise DataError(f"{where}: expected a 2-D numeric map, found ragged lists") from None
+    if arr.ndim != 2 or arr.dtype.kind not in "iuf" or 0 in arr.shape:
         raise DataError(f"{where}: expected a 2-D numeric map, found {arr.dtype} {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise DataError(f"{where}: the map holds NaN or infinite values")
     return arr.astype(np.float32)
 
 
-def _as_tokens(value) -> list[int]:
+def _as_tokens(value, where: str = "") -> list[int]:
     if value is None:
         return []
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
-    return [int(v) for v in np.asarray(value).reshape(-1)]
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iub" or arr.ndim > 2:
+        raise DataError(f"{where}: 'tokens' must be whole numbers (token ids), found {arr.dtype} {arr.shape}")
+    return [int(v) for v in arr.reshape(-1)]
+
+
+def _as_eye_x(value, where: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise DataError(f"{where}: the eye_x key must be a number, found {value!r:.40}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise DataError(f"{where}: the eye_x key must be a finite number, found {value}")
+    return value
 
 
 def authors_records(data: dict, table, source: str) -> tuple[Records, dict]:
@@ -210,7 +227,8 @@ def authors_records(data: dict, table, source: str) -> tuple[Records, dict]:
                 layers = found
             if not found or found != layers:
                 raise DataError(f"{source}: entry {name!r} / {eye_x!r}: layers {found}, expected {layers}")
-            by_name.setdefault(str(name), []).append((float(eye_x), {**entry, "maps": layer_maps}))
+            by_name.setdefault(str(name), []).append((_as_eye_x(eye_x, f"{source}: entry {name!r}"),
+                                                       {**entry, "maps": layer_maps}))
             n_entries += 1
     if not layers:
         raise DataError(f"{source}: no Grad-CAM entries")
@@ -235,7 +253,7 @@ def authors_records(data: dict, table, source: str) -> tuple[Records, dict]:
             maps[l].append(_as_array(entry["maps"][l], f"{source}: {path} eye_x {ex}"))
         answers.append(str(entry.get("answer", "")))
         drew.append(bool(has_body[row]))  # the official script drew the body box whenever it had one
-        tokens.append(_as_tokens(entry.get("tokens")))
+        tokens.append(_as_tokens(entry.get("tokens"), f"{source}: {path} eye_x {ex}"))
     shapes = {m.shape for l in layers for m in maps[l]}
     if len(shapes) > 1:
         raise DataError(f"{source}: maps of different shapes {sorted(shapes)}")

@@ -1,4 +1,4 @@
-"""Grad-CAM on text-to-image attention (method-spec §2.4).
+"""Grad-CAM on text-to-image attention (docs/design.md, "Grad-CAM").
 
 For the answer token w at the key-noun step, y = p(w | image, question, answer prefix) under
 teacher forcing (a probability, not a log-probability). For each requested layer with

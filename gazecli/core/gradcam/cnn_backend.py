@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gazecli.core.gradcam.backends import ModelError
+from gazecli.core.gradcam.vqa_backend import ModelError
 
 
 class CNNBackend:

@@ -1,4 +1,4 @@
-"""Key-noun step (method-spec §2.3): which answer token the Grad-CAM explains.
+"""Key-noun step (docs/design.md, "Grad-CAM"): which answer token the Grad-CAM explains.
 
 The key noun is the last word of the first contiguous noun run of the answer ("tennis racket"
 -> racket, "the man in red" -> man, "his phone" -> phone). It is found on words (spaCy's POS

@@ -1,4 +1,4 @@
-"""How the person is indicated to the VQA model (method-spec §2.2).
+"""How the person is indicated to the VQA model (docs/design.md, "Grad-CAM").
 
 With a body box, it is drawn in green (2 px) on the full-resolution image and the question
 names the box; without one, the plain image and a plain question. The image is then resized

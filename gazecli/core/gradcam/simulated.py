@@ -5,7 +5,7 @@ is right with probability p; a wrong answer is another class present in the imag
 or the true one when the image holds no other class. p = "guess" answers the gaze-free guess
 instead: the most frequent class present (ties broken at random), which needs no gaze at all.
 Its "Grad-CAM" is class-level: a Gaussian blob on every instance of the answered class, as the
-CAM of a VQA that names a class and grounds all of its instances (docs/gazeworld-notes.md §E).
+CAM of a VQA that names a class and grounds all of its instances (docs/design.md, "Grad-CAM").
 Persons looking out of frame or at no object get the guess too (the student's loss masks them).
 
 `--vqa-model SIMULATED-ablation:p=0.75,seed=0` (or `p=guess`) selects it in `gaze gradcam` (and

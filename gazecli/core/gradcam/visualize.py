@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gazecli.core.data.heatmaps import minmax
+
 MIN_SIDE_PX = 384  # small images (GazeWorld) are enlarged so the caption stays legible
 
 
@@ -23,8 +25,7 @@ def render_visualization(image_rgb: np.ndarray, cam: np.ndarray, lines: list[str
     bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
     cam = np.asarray(cam, dtype=np.float32)
     finite = np.isfinite(cam).all()
-    lo, hi = (float(cam.min()), float(cam.max())) if finite else (0.0, 0.0)
-    norm = (cam - lo) / (hi - lo) if hi > lo else np.zeros_like(cam)
+    norm = minmax(cam) if finite else np.zeros_like(cam)
     heat = cv2.resize(norm, (w, h), interpolation=cv2.INTER_LINEAR)
     colour = cv2.applyColorMap(np.clip(heat * 255.0 + 0.5, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
     blended = cv2.addWeighted(bgr, 1.0 - alpha, colour, alpha, 0.0)

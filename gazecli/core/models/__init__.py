@@ -1,36 +1,7 @@
-"""Models: VAT / VAT-GC students (vat.py), backbones, the diffusion denoiser (diffusion_unet.py).
+"""Models: VAT / VAT-GC students (vat.py), backbones, the diffusion denoiser (diffusion_unet.py),
+the Mean-Teacher EMA pair (ema.py); build.py turns a name into a module, registry.py loads a trained
+model with its sample format and forward."""
 
-`build_model(name, config)` is the one place a model name becomes a module; checkpoints store
-{"name", "config"} so `load_checkpoint` can rebuild what was trained.
-"""
+from gazecli.core.models.build import DIFFUSION_MODELS, STUDENT_MODELS, build_model
 
-from __future__ import annotations
-
-STUDENT_MODELS = ("vat", "vat-gc")
-DIFFUSION_MODELS = ("diffusion", "diffusion-mean-teacher")  # the annotation prior; the second holds two networks
-
-
-def build_model(name: str, config: dict):
-    """A model from its registry name and config dict (as stored in checkpoints)."""
-    if name in STUDENT_MODELS:
-        from gazecli.core.models.vat import VATConfig, VATModel
-
-        cfg = dict(config)
-        cfg["gradcam"] = name == "vat-gc"
-        return VATModel(VATConfig(**cfg))
-    if name in DIFFUSION_MODELS:
-        # config: {"encoder": VATConfig fields, "denoiser": DenoiserConfig fields, "scheduler": HeatmapScheduler
-        # fields}; the scheduler owns no weights and is rebuilt by the stages (train_diffusion.build_scheduler)
-        from gazecli.core.models.diffusion_unet import DenoiserConfig, GazeDiffusionModel
-        from gazecli.core.models.vat import VATConditionEncoder, VATConfig
-
-        def network():
-            encoder = VATConditionEncoder(VATConfig(**{**config["encoder"], "gradcam": False}))
-            return GazeDiffusionModel.build(encoder, DenoiserConfig(**config["denoiser"]))
-
-        if name == "diffusion":
-            return network()
-        from gazecli.core.models.mean_teacher import StudentTeacher
-
-        return StudentTeacher(network(), network(), teacher_train_mode=bool(config.get("teacher_train_mode", False)))
-    raise ValueError(f"unknown model {name!r}")
+__all__ = ["DIFFUSION_MODELS", "STUDENT_MODELS", "build_model"]

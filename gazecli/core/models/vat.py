@@ -1,4 +1,4 @@
-"""The VAT spatial model of Chong et al. (CVPR 2020, no ConvLSTM) and VAT-GC (method-spec §6).
+"""The VAT spatial model of Chong et al. (CVPR 2020, no ConvLSTM) and VAT-GC (docs/design.md, "Student").
 
 Scene pathway on RGB + head channel, head pathway on the face crop, a head-conditioned
 softmax attention over the scene feature grid, then a 1x1 encoder and a deconvolution decoder
@@ -187,3 +187,8 @@ class VATModel(VATEncoder):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def student_forward(model, batch: dict) -> dict:
+    """The student's outputs for a batch: {"heatmap": (B,1,h,w), "inout": (B,) logits or None}."""
+    return model(batch["scene"], batch["head_channel"], batch["face"], batch.get("gradcam"))

@@ -5,24 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from gazecli.core.data import read_persons
-from gazecli.core.data.heatmaps import gaussian_heatmaps
+from gazecli.core.data.heatmaps import baseline_heatmap
 from gazecli.core.predictions import Predictions, save_predictions
 from gazecli.core.settings import BaselineSettings
-
-
-def baseline_heatmap(kind: str, root, size: int = 64, sigma: float = 3.0) -> np.ndarray:
-    """(size, size) float32: `center` = a broad Gaussian (sigma = size / 4) at the image centre;
-    `prior` = the mean ground-truth heatmap of the in-frame training persons."""
-    if kind == "center":
-        return gaussian_heatmaps(np.array([[0.5, 0.5]]), size, size, sigma=size / 4)[0]
-    if kind == "prior":
-        train = read_persons(root, "train")
-        points = train.mean_gaze_xy_norm[train.inout == 1]
-        prior = np.zeros((size, size), dtype=np.float64)
-        for i in range(0, len(points), 4096):
-            prior += gaussian_heatmaps(points[i:i + 4096], size, size, sigma).sum(axis=0)
-        return (prior / max(prior.max(), 1e-12)).astype(np.float32)
-    raise ValueError(kind)
 
 
 def make_baseline(settings: BaselineSettings) -> dict:

@@ -2,105 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from gazecli.core.data import read_persons
-from gazecli.core.data.images import image_sizes_wh
 from gazecli.core.data.table import PersonTable
 from gazecli.core.errors import DataError
-from gazecli.core.predictions import Predictions, join_predictions, load_predictions, save_predictions
+from gazecli.core.io import write_json
+from gazecli.core.metrics import check_scores_finite, score_predictions
+from gazecli.core.predictions import join_predictions, load_predictions, save_predictions
 from gazecli.core.settings import EvalSettings
 
 Progress = Callable[[int, int], None]
-
-
-def score_predictions(table: PersonTable, predictions: Predictions, auc_resolution: str = "native",
-                      device: str = "auto", batch_size: int = 256, progress: Progress | None = None) -> dict:
-    """Metrics of predictions already aligned with `table` (row i predicts person i).
-
-    GazeFollow: AUC / Avg L2 / Min L2 over in-frame persons (all test persons are in frame).
-    VideoAttentionTarget: AUC / L2 over in-frame frames, AP of `inout` over all frames.
-    """
-    import torch
-
-    from gazecli.core.engine.device import resolve_device
-    from gazecli.core.metrics import GazeFollowMeter, VATMeter
-
-    dev = resolve_device(device)
-    if dev.type == "mps":  # the metrics run in float64, which MPS lacks
-        dev = torch.device("cpu")
-    n = len(table)
-    heatmaps = torch.from_numpy(np.ascontiguousarray(predictions.heatmap))
-    if table.dataset == "videoatt":
-        meter = VATMeter()
-        gaze = torch.from_numpy(table.gaze_xy_norm[:, 0])
-        inout = torch.from_numpy(table.inout.astype(np.float64))
-        score = None if predictions.inout is None else torch.from_numpy(predictions.inout)
-        for i in range(0, n, batch_size):
-            sl = slice(i, i + batch_size)
-            meter.update(heatmaps[sl].to(dev), gaze[sl], inout[sl], None if score is None else score[sl])
-            if progress:
-                progress(min(i + batch_size, n), n)
-        result = meter.compute()
-    else:
-        inside = np.flatnonzero(table.inout == 1)
-        sizes = image_sizes_wh(table.root, table.path[inside])[:, ::-1].copy()  # (H, W)
-        meter = GazeFollowMeter(auc_resolution)
-        gaze = torch.from_numpy(table.gaze_xy_norm[inside])
-        sizes_t = torch.from_numpy(sizes)
-        hm = heatmaps[torch.from_numpy(inside)]
-        for i in range(0, len(inside), batch_size):
-            sl = slice(i, i + batch_size)
-            meter.update(hm[sl].to(dev), sizes_t[sl], gaze[sl])
-            if progress:
-                progress(min(i + batch_size, len(inside)), len(inside))
-        result = meter.compute()
-        result["n_out_of_frame_skipped"] = int(n - len(inside))
-    result["dataset"] = table.dataset
-    result["split"] = table.split
-    result["device"] = str(dev)
-    return result
-
-
-def load_trained_model(checkpoint: Path, device=None):
-    """(model in eval mode, checkpoint metadata) from a run folder or a .safetensors file."""
-    from gazecli.core.engine.checkpoint import load_checkpoint, resolve_checkpoint
-    from gazecli.core.models import build_model
-
-    path = resolve_checkpoint(checkpoint)
-    state, meta, _ = load_checkpoint(path)
-    spec = meta.get("model") or {}
-    try:
-        model = build_model(spec["name"], spec["config"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise DataError(f"{path}: a checkpoint of an unknown model ({spec.get('name')!r}: {e})") from None
-    model.load_state_dict(state)
-    if device is not None:
-        model.to(device)
-    model.eval()
-    meta["path"] = str(path)
-    return model, meta
-
-
-def model_forward(model, meta: dict):
-    """batch -> {"heatmap", "inout"} for a trained model of any kind (by its checkpoint's name)."""
-    from gazecli.core.models import DIFFUSION_MODELS, STUDENT_MODELS
-
-    name = meta["model"]["name"]
-    if name in STUDENT_MODELS:
-        from gazecli.core.stages.train_student import student_forward
-
-        return lambda batch: student_forward(model, batch)
-    if name in DIFFUSION_MODELS:  # sampled from pure noise with the run's --inference-steps / --eta / --compat
-        from gazecli.core.stages.train_diffusion import prior_forward
-
-        return prior_forward(model, meta)
-    raise DataError(f"{meta.get('path')}: no inference for models of kind {name!r}")
 
 
 def persons_to_score(settings: EvalSettings, meta: dict | None = None) -> PersonTable:
@@ -125,18 +38,22 @@ def persons_to_score(settings: EvalSettings, meta: dict | None = None) -> Person
 def evaluate_checkpoint(settings: EvalSettings, progress: Progress | None = None) -> dict:
     """Run a trained model over a split, write its prediction file beside the metrics, score it."""
     from gazecli.core.data.dataset import GazeDataset
-    from gazecli.core.data.transforms import SampleConfig
     from gazecli.core.engine.device import resolve_device
     from gazecli.core.engine.inference import predict_dataset
     from gazecli.core.engine.precision import resolve_precision
+    from gazecli.core.engine.runs import RunDir
+    from gazecli.core.models.registry import load_trained
+
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device)
-    model, meta = load_trained_model(settings.checkpoint, device)
+    trained = load_trained(settings.checkpoint, device)
+    meta = trained.meta
     table = persons_to_score(settings, meta)
-    dataset = GazeDataset(table, SampleConfig(**{**meta.get("sample", {}), "augment": False}))
-    preds = predict_dataset(model_forward(model, meta), dataset, settings.batch_size, device, precision,
+    dataset = GazeDataset(table, trained.sample)
+    preds = predict_dataset(trained.forward, dataset, settings.batch_size, device, precision,
                             settings.workers, progress)
-    out = settings.out or Path(meta["path"]).parent.parent / f"eval_{settings.split}.json"
+    out = settings.out or RunDir.of_weights(meta["path"]).eval_json(settings.split)
+    check_scores_finite(table, preds, Path(meta["path"]).name)  # before writing: no NaN prediction file
     save_predictions(Path(out).with_suffix(".npz"), preds)
     result = score_predictions(table, preds, settings.auc_resolution, settings.device)
     result.update(checkpoint=meta["path"], predictions_file=str(Path(out).with_suffix(".npz")), data=str(settings.data))
@@ -158,12 +75,3 @@ def evaluate_predictions(settings: EvalSettings, progress: Progress | None = Non
     if settings.out is not None:
         write_json(settings.out, result)
     return result
-
-
-def write_json(path: Path, data: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -1,12 +1,12 @@
 """`gaze mean-teacher`: the diffusion prior trained with Mean Teacher on labelled and unlabelled persons
-(method-spec §4).
+(docs/design.md, "Mean Teacher").
 
 Each batch holds `batch_size - labeled_batch_size` unlabelled persons followed by
 `labeled_batch_size` labelled ones (`TwoStreamBatches`; an epoch is one pass over the unlabelled
 persons). Every person is rendered twice (`TwoViewDataset`): the views share the crop and the flip
 and have independent head-box jitter and colour.
 
-- Teacher (an EMA of the student, `StudentTeacher`): view 2, a `--teacher-steps` DDIM sample from
+- Teacher (an EMA of the student, `EMAPair`): view 2, a `--teacher-steps` DDIM sample from
   pure noise, without gradients.
 - Student, one pass over view 1: labelled persons get their noised ground truth at t ~ U{1..T}
   (as in train-diffusion); unlabelled persons get pure noise at t = T.
@@ -32,38 +32,30 @@ the one whose validation metric selects the best weights and that `gaze eval` an
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from gazecli.core.data.dataset import GazeDataset
 from gazecli.core.data.transforms import Augment
-from gazecli.core.diffusion import HeatmapScheduler
+from gazecli.core.diffusion.prior import DiffusionPrior, load_prior, sampling_forward
+from gazecli.core.diffusion.scheduler import HeatmapScheduler
 from gazecli.core.engine.device import resolve_device
+from gazecli.core.engine.distributed import unwrap
 from gazecli.core.engine.precision import resolve_precision
 from gazecli.core.engine.sampling import TwoStreamBatches
-from gazecli.core.engine.trainer import Reporter, StepContext, TrainResult, TrainSpec, train
+from gazecli.core.engine.trainer import Callback, Reporter, StepContext, TrainResult, TrainSpec, train
 from gazecli.core.errors import SettingsError
-from gazecli.core.models.mean_teacher import StudentTeacher, ema_alpha
+from gazecli.core.losses import consistency_loss, consistency_weight, heatmap_mse
+from gazecli.core.models.ema import EMAPair, ema_alpha
 from gazecli.core.settings import MeanTeacherSettings, to_toml
-from gazecli.core.stages.train_diffusion import (
-    build_scheduler,
-    init_encoder,
-    model_config,
-    resolve_split,
-    run_meta,
-    sampling_forward,
-    world_batch,
-)
-from gazecli.core.stages.train_student import evaluator, heatmap_mse, sample_config
+from gazecli.core.stages.common import (heatmap_evaluator, init_encoder, prior_model_config, resolve_split, run_meta,
+    sample_config, select_mode, world_batch)
 
 VIEW_2 = ("scene", "face", "head_channel")  # returned again as scene_2, face_2, head_channel_2
 
 
 class TwoViewDataset(GazeDataset):
-    """Each person twice (method-spec §1.5, `GazeFollow_weakly_doubleaug`): view 1 is the usual
+    """Each person twice (docs/design.md, "Mean Teacher"; the official `GazeFollow_weakly_doubleaug`): view 1 is the usual
     sample; view 2 (`scene_2`, `face_2`, `head_channel_2`) shares its crop and flip and draws its own
     head-box jitter and colour. Labels are those of view 1 (the crop and flip are shared, so they
     hold for both)."""
@@ -80,36 +72,8 @@ class TwoViewDataset(GazeDataset):
         return sample
 
 
-def consistency_weight(epoch: float, weight: float = 4000.0, rampup: int = 5) -> float:
-    """The sigmoid ramp-up of Laine & Aila (spec §4): weight * exp(-5 (1 - clip(epoch, 0, R)/R)^2),
-    evaluated per epoch (0-based); w(0) = weight * e^-5 (26.95 for 4000), w(>= R) = weight."""
-    if rampup <= 0:
-        return float(weight)
-    phase = 1.0 - min(max(float(epoch), 0.0), float(rampup)) / rampup
-    return float(weight) * math.exp(-5.0 * phase * phase)
-
-
-def consistency_loss(student_x0: torch.Tensor, teacher_x0: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per person: KL(p_T || p_S) of the softmaxes over the pixels (kl), or the mean squared
-    difference of the raw maps (mse); averaged over the persons in `mask` (by indexing)."""
-    s, t = student_x0.float().flatten(1), teacher_x0.float().flatten(1)  # (B, H*W)
-    if kind == "kl":
-        log_p_t = F.log_softmax(t, dim=1)
-        per_person = (log_p_t.exp() * (log_p_t - F.log_softmax(s, dim=1))).sum(1)
-    elif kind == "mse":
-        per_person = ((s - t) ** 2).mean(1)
-    else:
-        raise ValueError(f"unknown consistency type {kind!r}")
-    chosen = per_person[mask]
-    return chosen.mean() if chosen.numel() else student_x0.sum() * 0.0
-
-
-def _unwrap(net):
-    return net.module if isinstance(net, torch.nn.parallel.DistributedDataParallel) else net
-
-
 def mean_teacher_loss(scheduler: HeatmapScheduler, settings: MeanTeacherSettings):
-    """loss_fn(net, batch, ctx) for the engine; `net` is the StudentTeacher (maybe DDP-wrapped).
+    """loss_fn(net, batch, ctx) for the engine; `net` is the EMAPair (maybe DDP-wrapped).
 
     By default nothing of an unlabelled person's labels is read: its heatmap and in/out flag are
     replaced before use (the dataset hides them anyway). Random draws, all from ctx.generator, in
@@ -117,7 +81,7 @@ def mean_teacher_loss(scheduler: HeatmapScheduler, settings: MeanTeacherSettings
     T = scheduler.num_train_timesteps
 
     def loss_fn(net, batch: dict, ctx: StepContext):
-        pair: StudentTeacher = _unwrap(net)
+        pair: EMAPair = unwrap(net)
         gen = ctx.generator
         labelled = batch["labelled"].bool()  # (B,)
         rows = labelled[:, None, None, None]
@@ -130,10 +94,9 @@ def mean_teacher_loss(scheduler: HeatmapScheduler, settings: MeanTeacherSettings
         shape = tuple(heatmap.shape)  # (B, 1, h, w)
 
         with torch.no_grad():  # the teacher: view 2, DDIM from pure noise
-            condition = pair.teacher.condition(batch["scene_2"], batch["head_channel_2"], batch["face_2"])
-            teacher_x0 = scheduler.sample(lambda x, t: pair.teacher.denoise(x, t, condition), shape,
-                                          settings.teacher_steps, eta=settings.eta, generator=gen,
-                                          device=heatmap.device, dtype=torch.float32)
+            teacher = DiffusionPrior(pair.teacher, scheduler)
+            teacher_x0 = teacher.sample(teacher.condition(batch, view="_2"), shape[0], settings.teacher_steps,
+                                        settings.eta, heatmap.device, generator=gen)
 
         t = scheduler.sample_training_timesteps(shape[0], gen, heatmap.device)
         noise = torch.randn(shape, generator=gen, device=gen.device).to(heatmap.device)
@@ -156,18 +119,27 @@ def mean_teacher_loss(scheduler: HeatmapScheduler, settings: MeanTeacherSettings
     return loss_fn
 
 
+class EMAUpdate(Callback):
+    """The teacher moves towards the student after every optimiser step (`ema_alpha`)."""
+
+    def __init__(self, pair: EMAPair, decay: float, every: int, buffers: bool):
+        self.pair, self.decay, self.every, self.buffers = pair, decay, every, buffers
+
+    def on_step_end(self, step: int, logs: dict) -> None:  # the engine's step is 1-based; the EMA rule counts from 0
+        self.pair.update_teacher(ema_alpha(step - 1, self.decay, self.every), buffers=self.buffers)
+
+
 def build_pair(settings: MeanTeacherSettings, reporter: Reporter | None):
-    """(StudentTeacher, model config): from --from, else student from --init and the teacher a copy
+    """(EMAPair, model config): from --from, else student from --init and the teacher a copy
     (--compat: its own initialisation, as the official code)."""
     from gazecli.core.engine.seed import seed_everything
     from gazecli.core.models import build_model
 
     seed_everything(settings.seed)
-    config = model_config(settings)
+    config = prior_model_config(settings)
     if settings.from_checkpoint is not None and settings.resume is None:
-        from gazecli.core.stages.train_diffusion import load_diffusion_prior
-
-        network, _, meta = load_diffusion_prior(settings.from_checkpoint)
+        prior, meta = load_prior(settings.from_checkpoint)
+        network = prior.network
         saved = {k: meta["model"]["config"][k] for k in ("encoder", "denoiser", "scheduler")}
         if _comparable(saved) != _comparable(config):
             diff = sorted(f"{part}.{k}" for part in config for k in config[part]
@@ -212,7 +184,7 @@ def mean_teacher(settings: MeanTeacherSettings, reporter: Reporter | None = None
     if not split.unlabelled.any():
         raise SettingsError("the label split has no unlabelled persons: mean-teacher needs some (lower --ratio)")
     pair, config = build_pair(settings, reporter)
-    scheduler = build_scheduler(config, compat=settings.compat)
+    scheduler = HeatmapScheduler.from_config(config, compat=settings.compat)
 
     dataset = TwoViewDataset(train_table, sample_config(settings, settings.augment), labelled=split.labelled,
                              seed=settings.seed, expose_unlabelled_labels=settings.compat)
@@ -228,11 +200,8 @@ def mean_teacher(settings: MeanTeacherSettings, reporter: Reporter | None = None
                             f"({settings.batch_size - settings.labeled_batch_size})")
     optimizer = torch.optim.Adam(pair.student.parameters(), lr=settings.lr)
 
-    def after_step(step: int) -> None:  # the engine's step is 1-based; the EMA rule counts from 0
-        pair.update_teacher(ema_alpha(step - 1, settings.ema_decay, settings.ema_every), buffers=not settings.compat)
-
     evaluate_network = {
-        name: evaluator(settings, sampling_forward(lambda m, name=name: m.network(name), scheduler,
+        name: heatmap_evaluator(settings, sampling_forward(lambda m, name=name: m.network(name), scheduler,
                                                    settings.inference_steps, settings.eta, settings.seed,
                                                    settings.inference_samples),
                         train_table, split, device, precision)
@@ -251,8 +220,9 @@ def mean_teacher(settings: MeanTeacherSettings, reporter: Reporter | None = None
         model_meta={"name": "diffusion-mean-teacher", "config": config}, optimizer=optimizer, dataset=dataset,
         batches=batches, loss_fn=mean_teacher_loss(scheduler, settings), epochs=settings.epochs,
         evaluate_fn=evaluate, select_metric=settings.select_metric,
-        select_mode="max" if settings.select_metric == "auc" else "min", select_on=settings.select_on,
-        eval_every=settings.eval_every, checkpoint_every=settings.checkpoint_every, after_step=after_step,
+        select_mode=select_mode(settings.select_metric), select_on=settings.select_on,
+        eval_every=settings.eval_every, checkpoint_every=settings.checkpoint_every,
+        callbacks=[EMAUpdate(pair, settings.ema_decay, settings.ema_every, buffers=not settings.compat)],
         extra_meta={**run_meta(settings, note), "network": settings.select_network},
     )
     return train(spec, device, precision, settings.seed, settings.project, settings.name, settings.resume,

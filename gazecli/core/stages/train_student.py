@@ -1,96 +1,35 @@
 """`gaze train-student`: the VAT / VAT-GC student on the shared engine.
 
 Supervised mode (`--teacher none`) trains on the labelled part of the split only: the paper's
-"VAT" baselines (method-spec §8, first row); `--ratio 1.0` uses every label.
+"VAT" baselines (docs/design.md, "Student"); `--ratio 1.0` uses every label.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gazecli.core.data.dataset import GazeDataset
-from gazecli.core.data.gazefollow import read_gazefollow
-from gazecli.core.data.splits import LabelSplit, resolve_label_split
-from gazecli.core.data.transforms import SampleConfig
 from gazecli.core.engine.device import resolve_device
-from gazecli.core.engine.inference import predict_dataset
-from gazecli.core.engine.precision import resolve_precision
 from gazecli.core.engine.sampling import EpochBatches
+from gazecli.core.engine.precision import resolve_precision
 from gazecli.core.engine.trainer import Reporter, StepContext, TrainResult, TrainSpec, train
 from gazecli.core.errors import SettingsError
-from gazecli.core.settings import TrainSettings, TrainStudentSettings, to_toml
-from gazecli.core.stages.evaluate import score_predictions
+from gazecli.core.losses import heatmap_errors
+from gazecli.core.metrics import score_predictions
+from gazecli.core.models.vat import student_forward
+from gazecli.core.settings import TrainStudentSettings, to_toml
+from gazecli.core.stages.common import (heatmap_evaluator, resolve_split, run_meta, sample_config, select_mode,
+    split_summary)
+from gazecli.core.teachers import NEEDS_GRADCAM, TeacherConfig, load_teacher
 
 
-def sample_config(settings: TrainSettings, augment: bool) -> SampleConfig:
-    return SampleConfig(input_size=settings.input_size, face_size=settings.face_size,
-                        heatmap_size=settings.heatmap_size, sigma=settings.sigma, augment=augment)
-
-
-def model_config(settings: TrainStudentSettings) -> dict:
+def student_model_config(settings: TrainStudentSettings) -> dict:
     return {"backbone": settings.backbone, "input_size": settings.input_size, "face_size": settings.face_size,
             "heatmap_size": settings.heatmap_size, "inout": settings.inout_weight > 0, "coords": bool(settings.coords)}
-
-
-def heatmap_errors(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-person loss (B,) and whether it is defined (B,): mse = mean squared error over the map;
-    kl = cross-entropy of the spatial softmax of `pred` against `target` normalised to sum 1
-    (undefined for an all-zero target)."""
-    pred, target = pred.float().flatten(1), target.float().flatten(1)
-    if kind == "mse":
-        return ((pred - target) ** 2).mean(1), torch.ones(len(pred), dtype=torch.bool, device=pred.device)
-    mass = target.sum(1)
-    p = target / mass.clamp(min=1e-12)[:, None]
-    return -(p * torch.log_softmax(pred, 1)).sum(1), mass > 0
-
-
-def student_forward(model, batch: dict) -> dict:
-    """The student's outputs for a batch: {"heatmap": (B,1,h,w), "inout": (B,) logits or None}."""
-    return model(batch["scene"], batch["head_channel"], batch["face"], batch.get("gradcam"))
-
-
-def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
-    """Per-person mean squared error over the map, averaged over the selected persons, x scale.
-    Selection is by indexing, so a NaN outside the selection never reaches the loss."""
-    per_person = ((pred.float() - target.float()) ** 2).flatten(1).mean(dim=1)  # (B,)
-    chosen = per_person[mask]
-    if chosen.numel() == 0:
-        return pred.sum() * 0.0
-    return chosen.mean() * scale
-
-
-def evaluator(settings: TrainSettings, forward, train_table, split: LabelSplit, device, precision: str,
-              maps_for=None):
-    """split name -> metrics, for the engine: 'val' (held-out labelled images) or 'test'.
-    maps_for(table) -> the per-person maps the model reads (VAT-GC: the Grad-CAM), or None."""
-    cfg = sample_config(settings, augment=False)
-    cache: dict = {}
-
-    def evaluate(model, name: str) -> dict:
-        if name not in cache:
-            if name == "val":
-                table = train_table.subset(split.val)
-                if len(table) == 0:
-                    raise SettingsError("the validation split is empty: raise --val-fraction or use --select-on test")
-            else:
-                table = read_gazefollow(settings.data, "test")
-            maps = maps_for(table) if maps_for is not None else None
-            cache[name] = GazeDataset(table, cfg, seed=settings.seed, maps=maps)
-        dataset = cache[name]
-        was_training = model.training
-        model.eval()
-        preds = predict_dataset(lambda b: forward(model, b), dataset, settings.eval_batch_size, device, precision,
-                                settings.workers)
-        model.train(was_training)
-        result = score_predictions(dataset.table, preds, "native", str(device), 256)
-        return {k: v for k, v in result.items() if k in ("auc", "avg_l2", "min_l2", "n")}
-
-    return evaluate
 
 
 def gradcam_maps(settings: TrainStudentSettings, table):
@@ -118,18 +57,19 @@ def pseudo_inout_rule(settings: TrainStudentSettings) -> str:
 
 
 def needs_gradcam(settings: TrainStudentSettings) -> bool:
-    from gazecli.core.stages.teachers import NEEDS_GRADCAM
-
     return settings.model == "vat-gc" or settings.teacher in NEEDS_GRADCAM
 
 
-def build_teacher(settings: TrainStudentSettings, device):
-    from gazecli.core.stages.teachers import load_teacher
+def teacher_config(settings: TrainStudentSettings) -> TeacherConfig:
+    return TeacherConfig(kind=settings.teacher, checkpoint=settings.teacher_checkpoint,
+                         sample=asdict(sample_config(settings, False)), denoise_steps=settings.denoise_steps,
+                         ddim_steps=settings.ddim_steps, eta=settings.eta, samples=settings.teacher_samples,
+                         compat=True if settings.compat else None,
+                         network=None if settings.teacher_network == "auto" else settings.teacher_network)
 
-    network = None if settings.teacher_network == "auto" else settings.teacher_network
-    return load_teacher(settings.teacher, settings.teacher_checkpoint, device, asdict(sample_config(settings, False)),
-                        settings.denoise_steps, settings.ddim_steps, settings.eta, settings.teacher_samples,
-                        True if settings.compat else None, network)
+
+def build_teacher(settings: TrainStudentSettings, device):
+    return load_teacher(teacher_config(settings), device)
 
 
 def cache_recipe(settings: TrainStudentSettings) -> dict:
@@ -149,14 +89,11 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
         raise SettingsError(f"{what} needs Grad-CAM maps: --gradcam STORE (make them with gaze gradcam)")
     if semi and settings.teacher not in ("gradcam",) and settings.teacher_checkpoint is None:
         raise SettingsError(f"--teacher {settings.teacher} needs --teacher-checkpoint")
-    train_table = read_gazefollow(settings.data, "train")
-    split, split_note = resolve_label_split(settings.data, train_table, settings.ratio, settings.split_dir,
-                                            settings.split_seed, settings.val_fraction)
+    train_table, split, split_note = resolve_split(settings)
     if semi and not split.unlabelled.any():
         raise SettingsError(f"--teacher {settings.teacher}: the split has no unlabelled persons (--ratio < 1)")
     if reporter:
-        reporter.message(f"labels: {split_note}: {int(split.labelled.sum())} labelled, {int(split.val.sum())} "
-                         f"validation, {int(split.unlabelled.sum())} unlabelled persons")
+        reporter.message(split_summary(split, split_note))
 
     from gazecli.core.engine.distributed import env_info
     from gazecli.core.engine.seed import seed_everything
@@ -164,7 +101,7 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
     from gazecli.core.models.init import initialise
 
     seed_everything(settings.seed)  # before the model exists: its initial weights follow the seed
-    config = model_config(settings)
+    config = student_model_config(settings)
     model = build_model(settings.model, config)
     report = initialise(model, settings.init, settings.backbone) if settings.resume is None else None
     if report is not None and reporter:
@@ -179,7 +116,7 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
         teacher = build_teacher(settings, device)
         if settings.pseudo_cache is not None and settings.teacher != "gradcam":
             maps["pseudo"] = cached_pseudo_labels(settings, train_table, split, maps, teacher, device, reporter)
-            from gazecli.core.stages.pseudo_cache import CachedTeacher
+            from gazecli.core.teachers.cache import CachedTeacher
 
             teacher = CachedTeacher()
     dataset = GazeDataset(train_table, sample_config(settings, settings.augment), labelled=split.labelled,
@@ -210,13 +147,11 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
         command="train-student", settings=settings, settings_toml=to_toml(settings), model=model,
         model_meta={"name": settings.model, "config": config}, optimizer=optimizer, scheduler=scheduler,
         dataset=dataset, batches=batches, loss_fn=loss_fn, epochs=settings.epochs,
-        evaluate_fn=evaluator(settings, student_forward, train_table, split, device, precision,
+        evaluate_fn=heatmap_evaluator(settings, student_forward, train_table, split, device, precision,
                               (lambda t: {"gradcam": gradcam_maps(settings, t)}) if settings.model == "vat-gc" else None),
-        select_metric=settings.select_metric, select_mode="max" if settings.select_metric == "auc" else "min",
+        select_metric=settings.select_metric, select_mode=select_mode(settings.select_metric),
         select_on=settings.select_on, eval_every=settings.eval_every, checkpoint_every=settings.checkpoint_every,
-        extra_meta={"sample": asdict(sample_config(settings, False)), "data": str(Path(settings.data)),
-                    "split": {"ratio": settings.ratio, "seed": settings.split_seed, "val_fraction": settings.val_fraction,
-                              "dir": str(settings.split_dir) if settings.split_dir else None, "source": split_note},
+        extra_meta={**run_meta(settings, split_note),
                     "gradcam": str(settings.gradcam) if settings.gradcam else None,
                     "teacher": {"kind": settings.teacher, "pseudo_inout": rule,
                                 "cached": settings.pseudo_cache is not None}},
@@ -273,7 +208,7 @@ def student_loss(settings: TrainStudentSettings, teacher, rule: str):
 
 def cached_pseudo_labels(settings, train_table, split, maps, teacher, device, reporter):
     """Build (or reuse) the --pseudo-cache and return its MapSource for the training dataset."""
-    from gazecli.core.stages.pseudo_cache import PseudoLabelCache
+    from gazecli.core.teachers.cache import PseudoLabelCache
 
     cache = PseudoLabelCache(settings.pseudo_cache, cache_recipe(settings))
     if not cache.complete():
@@ -291,14 +226,12 @@ def pseudo_label_report(settings: TrainStudentSettings, progress=None) -> dict:
     """How good are the pseudo-labels? Raw Grad-CAM and the teacher's refined targets of the
     unlabelled persons scored against their hidden ground truth (in-frame persons; GazeWorld, or a
     GazeFollow split used as unlabelled), with a centre prior for reference."""
+    from gazecli.core.data.heatmaps import baseline_heatmap
     from gazecli.core.predictions import Predictions
-    from gazecli.core.stages.baseline import baseline_heatmap
-    from gazecli.core.stages.teachers import GradcamTeacher
+    from gazecli.core.teachers.gradcam import GradcamTeacher
 
     device = resolve_device(settings.device)
-    train_table = read_gazefollow(settings.data, "train")
-    split, note = resolve_label_split(settings.data, train_table, settings.ratio, settings.split_dir,
-                                      settings.split_seed, settings.val_fraction)
+    train_table, split, note = resolve_split(settings)
     rows = np.flatnonzero(split.unlabelled & (train_table.inout == 1))
     if len(rows) == 0:
         raise SettingsError("--pseudo-report: no unlabelled in-frame persons (--ratio < 1)")

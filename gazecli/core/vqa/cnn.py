@@ -1,4 +1,4 @@
-"""A convolutional GazeWorld VQA ("late fusion", docs/gazeworld-notes.md §E) with classic Grad-CAM.
+"""A convolutional GazeWorld VQA ("late fusion", docs/design.md, "Grad-CAM") with classic Grad-CAM.
 
 The image goes through a question-independent trunk (a strided 3x3 stem to 1/8 resolution,
 residual 3x3 blocks with dilations 1,2,4,8,..., and a 1x1 conv to `cam_channels` channels:
@@ -32,8 +32,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gazecli.core.vqa.questions import CLASS_NAMES, GAZE_DIRECTIONS, NOTHING, NUMBERS, OUTSIDE, PERSON, REGIONS, \
-    vocabulary_words
+from gazecli.core.data.gazeworld_qa import (CLASS_NAMES, GAZE_DIRECTIONS, NOTHING, NUMBERS, OUTSIDE, PERSON, REGIONS,
+    vocabulary_words)
+from gazecli.core.io import write_file, write_json
 
 MODEL_TYPE = "gazeworld-cnn-vqa"
 CONFIG_NAME = "config.json"
@@ -195,18 +196,19 @@ def count_parameters(model: nn.Module) -> int:
 def save_folder(model: CNNVQA, folder: Path, provenance: dict | None = None) -> list[Path]:
     from safetensors.torch import save_file
 
-    from gazecli.core.engine.runs import atomic_write_text
-
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_NAME))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder / WEIGHTS_NAME, 0o666 & ~umask)  # safetensors creates its file private; weights are data
+
+    def write_to(tmp: Path) -> None:
+        save_file(state, str(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors creates its file private; weights are data
+
+    write_file(folder / WEIGHTS_NAME, write_to)
     cfg = asdict(model.cfg)
     meta = {"model_type": MODEL_TYPE, "config": cfg, "parameters": count_parameters(model), **(provenance or {})}
-    atomic_write_text(folder / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
+    write_json(folder / CONFIG_NAME, meta)
     return [folder / WEIGHTS_NAME, folder / CONFIG_NAME]
 
 

@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from gazecli.core.errors import DataError, SettingsError
-from gazecli.core.vqa.questions import GAZE, PERSON_TYPES, QUESTION_TYPES
+from gazecli.core.data.gazeworld import SIDECAR_NAMES
+from gazecli.core.data.gazeworld_qa import GAZE, PERSON_TYPES, QA_NAMES, QUESTION_TYPES, qa_record
+from gazecli.core.safe_read import read_json_lines
 
 NO_BOX = np.full(4, np.nan)
 WARMUP_SEED_OFFSET = 1_000_000  # warm-up scenes draw from other seeds than any world a user makes
@@ -32,7 +34,7 @@ WARMUP_SEED_OFFSET = 1_000_000  # warm-up scenes draw from other seeds than any 
 def large_object_config():
     """GazeWorld scenes with large objects and heads, for the first (warm-up) epochs: an object
     covers 4-9 of the 64 patches instead of 1-2, so the image is not a faint average over the
-    patches and grounding can start (gazeworld-notes §D: "simpler teacher scenes")."""
+    patches and grounding can start ("simpler teacher scenes")."""
     from gazecli.core.data.gazeworld import GazeWorldConfig
 
     return GazeWorldConfig(n_objects=(2, 4), object_half_size_px=(14.0, 20.0), head_radius_px=(10.0, 14.0),
@@ -44,7 +46,6 @@ def warmup_records(n: int, seed: int, size: int = 128, progress: Callable[[int, 
     """QA records of `n` large-object scenes rendered in memory (no files), each with its RGB
     image under "_image"; the same (n, seed, size) always gives the same scenes."""
     from gazecli.core.data.gazeworld import _sidecar_record, render_scene
-    from gazecli.core.vqa.questions import qa_record
 
     cfg = large_object_config()
     out = []
@@ -238,3 +239,17 @@ def score_answers(model, views: PromptedViews, rows: np.ndarray, device, batch_s
         acc[name] = float(correct[kinds == t].mean())
         n[name] = int((kinds == t).sum())
     return {"accuracy": acc, "n": n, "predicted": predicted, "correct": correct}
+
+
+def read_qa(root: Path, split: str) -> list[dict]:
+    """The QA records of a GazeWorld split: from `gazeworld_{split}_qa.jsonl`, or made from the
+    sidecar when that file is missing (a world written before QA pairs existed)."""
+    root = Path(root)
+    path = root / QA_NAMES[split]
+    if path.is_file():
+        return read_json_lines(path, "question-answer file")
+    sidecar = root / SIDECAR_NAMES[split]
+    if not sidecar.is_file():
+        raise DataError(f"{root}: no {QA_NAMES[split]} or {SIDECAR_NAMES[split]}: not a GazeWorld "
+                        f"(write one with gaze data synth)")
+    return [qa_record(r) for r in read_json_lines(sidecar, "GazeWorld sidecar")]

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from gazecli.core.vqa.questions import QA_VERSION, vocabulary_words
+from gazecli.core.data.gazeworld_qa import QA_VERSION, vocabulary_words
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 DECODER_START = "[DEC]"  # BLIP's answer-decoder start token (its bos)

@@ -1,4 +1,4 @@
-"""The noise process of the diffusion annotation prior (spec §3.2-§3.4): schedule, DDIM, SDEdit.
+"""The noise process of the diffusion annotation prior (docs/design.md, "Diffusion prior"): schedule, DDIM, SDEdit.
 
 A scheduler in the diffusers sense: `HeatmapScheduler` owns the betas, the scale-s input mapping,
 `add_noise`, `training_inputs`, `set_timesteps` and the DDIM `step`; the network only maps
@@ -20,7 +20,7 @@ Two sampler modes (`compat`):
   the same t that training used for that noise level, SDEdit noises the prior to exactly the level
   of the first step, and the last step goes to t = 0 (a_prev = 1). Timesteps: {c, 2c, ..., total},
   e.g. 500, 450, ..., 50 for 10 steps; 250, 125 for SDEdit 250/2.
-* compat: the official sampler of spec §3.4, bit for bit in its formulas: 0-based timesteps
+* compat: the official sampler (docs/compat.md), bit for bit in its formulas: 0-based timesteps
   τ ∈ {c-1, 2c-1, ..., total-1} (as the official code builds them: range(total, 0, -c) minus one)
   that index alphas_cumprod directly *and* are fed to the time embedding (training fed τ+1 for that
   noise level); the state is stored in [0,1] and normalised again at every step (double
@@ -61,13 +61,13 @@ def _randn(shape: Sequence[int], generator: Optional[torch.Generator], device, d
 
 @dataclasses.dataclass
 class HeatmapScheduler:
-    """DDPM noise schedule + DDIM sampler for x0-predicting heatmap denoisers (spec §3.2-§3.4).
+    """DDPM noise schedule + DDIM sampler for x0-predicting heatmap denoisers (docs/design.md, "Diffusion prior").
 
     num_train_timesteps: T (500 in the paper).
     beta_start, beta_end: the linear schedule's ends *for T = 1000*; they are multiplied by 1000/T,
         as guided-diffusion does (T = 500 gives 2e-4 ... 0.04).
     scale: s of the input mapping x0' = (2*x0 - 1)*s.
-    clamp: clamp x_t' to [-s, s] before it is mapped back to [0,1] for the network (spec §3.2
+    clamp: clamp x_t' to [-s, s] before it is mapped back to [0,1] for the network (docs/design.md,
         step 3). Used in training inputs and for the model input at sampling.
     compat: reproduce the official sampler's quirks (see the module docstring); training inputs are
         the same in both modes (they already match the official trainer).
@@ -94,6 +94,18 @@ class HeatmapScheduler:
     def replace(self, **changes) -> "HeatmapScheduler":
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def from_config(cls, config: dict, compat: bool = False) -> "HeatmapScheduler":
+        """The scheduler of a stored config (a model config's "scheduler" part, or the whole config);
+        the sampler mode is the caller's, never stored."""
+        config = config.get("scheduler", config)
+        known = {f.name for f in dataclasses.fields(cls)} - {"compat"}
+        return cls(**{k: v for k, v in config.items() if k in known}, compat=compat)
+
+    def to_config(self) -> dict:
+        """What a checkpoint stores of the noise process (everything but the sampler mode)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "compat"}
+
     # ------------------------------------------------------------------ spaces
     def to_scaled(self, x_unit: torch.Tensor) -> torch.Tensor:
         """[0,1] -> [-s, s]."""
@@ -118,7 +130,7 @@ class HeatmapScheduler:
     def add_noise(self, x0_scaled: torch.Tensor, noise: torch.Tensor, t, clamp: bool = False) -> torch.Tensor:
         """q(x_t | x0) in the scaled space: sqrt(ᾱ_t)*x0' + sqrt(1-ᾱ_t)*noise, t in {0..T} (1-based;
         t = 0 returns x0'). The same as diffusers' `add_noise(x0', noise, t-1)`. With `clamp`, the
-        result is clamped to [-s, s] (spec §3.2 step 3)."""
+        result is clamped to [-s, s] (docs/design.md, "Diffusion prior")."""
         a = self._coef(self.alpha_bars, t, x0_scaled)
         x = a.sqrt() * x0_scaled + (1.0 - a).sqrt() * noise
         return x.clamp(-self.scale, self.scale) if clamp else x
@@ -131,7 +143,7 @@ class HeatmapScheduler:
         return t.to(device) if device is not None else t
 
     def training_inputs(self, x0: torch.Tensor, t, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the denoiser is fed in training (spec §3.2), for x0 in [0,1] and t in {1..T}:
+        """What the denoiser is fed in training (docs/design.md, "Diffusion prior"), for x0 in [0,1] and t in {1..T}:
         x_t = (clamp(sqrt(ᾱ_t)*x0' + sqrt(1-ᾱ_t)*noise, -s, s)/s + 1)/2 in [0,1] (noise index t-1 of
         the 0-based table), and the timestep the time embedding receives: float t, (B,).
         Identical in both modes (the official trainer already feeds t for index t-1)."""
@@ -198,7 +210,7 @@ class HeatmapScheduler:
             x0' = (2*x0_hat - 1)*s;  ê = (x - sqrt(a_t)*x0') / sqrt(1 - a_t)
             x_prev = sqrt(a_prev)*x0' + sqrt(1 - a_prev - σ²)*ê + σ*z          (scaled space)
           This is diffusers' DDIMScheduler.step(prediction_type="sample") at index t-1 -> t_prev-1.
-        Compat (spec §3.4; a_t = alphas_cumprod[t], a_prev = alphas_cumprod[t_prev], so ᾱ_0 at the end):
+        Compat (docs/compat.md; a_t = alphas_cumprod[t], a_prev = alphas_cumprod[t_prev], so ᾱ_0 at the end):
             x_sc = clamp(x, -s, s);  ê = (x_sc/sqrt(a_t) - x0_hat) / sqrt(1/a_t - 1)   (unscaled x0_hat)
             x_prev = sqrt(a_prev)*x0' + sqrt(1 - a_prev - σ²)*ê + σ*z
             x_prev = (clamp(x_prev, -s, s)/s + 1)/2                             (stored in [0,1])
@@ -227,8 +239,8 @@ class HeatmapScheduler:
 
     def initial_state(self, shape: Sequence[int], generator: Optional[torch.Generator] = None,
                       start: Optional[torch.Tensor] = None, start_step: Optional[int] = None,
-                      device=None, dtype=None) -> torch.Tensor:
-        """The sampler's starting state: x_T ~ N(0, I) (scaled space), or, with a prior heatmap `start`
+                      device=None, dtype=None, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The sampler's starting state: x_T ~ N(0, I) (scaled space; `noise` when given), or, with a prior heatmap `start`
         in [0,1], the prior noised to `start_step` (SDEdit). Correct mode: add_noise(start', ε,
         start_step) without clamping (the state stays unclamped; the model input is clamped).
         Compat: the official q_sample at index start_step (= t start_step+1), clamped and mapped to
@@ -237,10 +249,10 @@ class HeatmapScheduler:
             if start_step is not None:
                 raise ValueError("start_step needs a start heatmap (SDEdit); pass start=...")
             dtype = dtype or torch.float32
-            return _randn(shape, generator, device, dtype)
+            return _randn(shape, generator, device, dtype) if noise is None else noise
         if start_step is None:
             raise ValueError("a start heatmap needs start_step")
-        eps = _randn(start.shape, generator, start.device, start.dtype)
+        eps = _randn(start.shape, generator, start.device, start.dtype) if noise is None else noise
         x0_scaled = self.to_scaled(start)
         if self.compat:
             return self.to_unit(self.add_noise(x0_scaled, eps, int(start_step) + 1, clamp=self.clamp))
@@ -248,7 +260,8 @@ class HeatmapScheduler:
 
     def sample(self, model_fn: ModelFn, shape: Sequence[int], n_steps: int, eta: float = 1.0,
                generator: Optional[torch.Generator] = None, start: Optional[torch.Tensor] = None,
-               start_step: Optional[int] = None, device=None, dtype=None) -> torch.Tensor:
+               start_step: Optional[int] = None, device=None, dtype=None,
+               noise_fn: Optional[Callable[[], torch.Tensor]] = None) -> torch.Tensor:
         """DDIM sampling with an x0-predicting `model_fn(x_in, t) -> x0_hat` (both in [0,1]).
 
         From pure noise (start=None) over n_steps of the whole chain, or SDEdit: from the prior
@@ -257,18 +270,23 @@ class HeatmapScheduler:
         prediction of the last step, (B,1,H,W) in [0,1] space (not clamped): in correct mode this
         equals the state after the final step to t = 0, in compat mode it is what the official
         sampler returns.
+
+        `noise_fn()`, when given, supplies every draw instead of `generator`, in the same order (the
+        initial noise, then one z per step when eta > 0), already on the data's device and dtype.
         """
         if start is not None:
             shape = tuple(start.shape)
             device, dtype = start.device, start.dtype
         timesteps = self.set_timesteps(n_steps, start_step).tolist()
-        x = self.initial_state(shape, generator, start, start_step, device=device, dtype=dtype)
+        x = self.initial_state(shape, generator, start, start_step, device=device, dtype=dtype,
+                               noise=None if noise_fn is None else noise_fn())
         pred_x0 = x
         for i, t in enumerate(timesteps):
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else 0
             x_in, t_in = self.model_input(x, t)
             x0_hat = model_fn(x_in, t_in).to(x.dtype)  # (an autocast model may return bf16/fp16)
-            x, pred_x0 = self.step(x0_hat, t, t_prev, x, eta=eta, generator=generator)
+            z = noise_fn() if noise_fn is not None and eta > 0 else None
+            x, pred_x0 = self.step(x0_hat, t, t_prev, x, eta=eta, generator=generator, noise=z)
         return pred_x0
 
 

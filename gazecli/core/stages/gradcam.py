@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 
 from gazecli.core.errors import SettingsError
-from gazecli.core.gradcam.store import GradcamStore, Records, StoreError
+from gazecli.core.gradcam.records import Records, StoreError
+from gazecli.core.gradcam.store import GradcamStore
 
 Progress = Callable[[int, int], None]
 

@@ -1,12 +1,13 @@
-"""Mean Teacher (Tarvainen & Valpola, 2017) for the diffusion prior (method-spec §4).
+"""The Mean-Teacher EMA pair (Tarvainen & Valpola, 2017) for the diffusion prior
+(docs/design.md, "Mean Teacher").
 
-`StudentTeacher(student, teacher)` holds both networks in one module, so that every checkpoint
+`EMAPair(student, teacher)` holds both networks in one module, so that every checkpoint
 (weights/best and weights/last) carries both and a resume restores the teacher exactly. Its
 forward is the student's (what the optimiser trains; under DDP only the student's parameters
 take part, the teacher's never require gradients).
 
 The teacher is an exponential moving average of the student, updated after every optimiser step:
-teacher = alpha * teacher + (1 - alpha) * student with `ema_alpha` (spec §4). The official code
+teacher = alpha * teacher + (1 - alpha) * student with `ema_alpha`. The official code
 keeps the teacher in train() mode (BatchNorm on batch statistics, running statistics mutated)
 and averages parameters only. The default here evaluates the teacher in eval() mode, so its
 BatchNorm running statistics must mean something: they are averaged with the same alpha as
@@ -21,7 +22,7 @@ from torch import nn
 
 
 def ema_alpha(step: int, decay: float = 0.99, every: int = 15) -> float:
-    """The EMA factor after optimiser step `step` (0-based: the first step is 0), spec §4:
+    """The EMA factor after optimiser step `step` (0-based: the first step is 0):
     alpha = min(1 - 1/(g + 1), decay) with g = step // every. So alpha = 0 for the first `every`
     steps (teacher := student), 0.5 for the next `every`, ..., and `decay` from g = 1/(1-decay) - 1
     on (step 1485 for 0.99 and 15)."""
@@ -29,7 +30,9 @@ def ema_alpha(step: int, decay: float = 0.99, every: int = 15) -> float:
     return min(1.0 - 1.0 / (g + 1), float(decay))
 
 
-class StudentTeacher(nn.Module):
+class EMAPair(nn.Module):
+    """A student and its exponential-moving-average teacher in one module."""
+
     def __init__(self, student: nn.Module, teacher: nn.Module, teacher_train_mode: bool = False):
         super().__init__()
         self.student = student
@@ -42,7 +45,7 @@ class StudentTeacher(nn.Module):
     def forward(self, *args, **kwargs):
         return self.student(*args, **kwargs)
 
-    def train(self, mode: bool = True) -> "StudentTeacher":
+    def train(self, mode: bool = True) -> "EMAPair":
         """The student follows `mode`; the teacher only in teacher_train_mode (else always eval)."""
         super().train(mode)
         self.teacher.train(bool(mode) and self.teacher_train_mode)

@@ -12,7 +12,8 @@ table: each VQA's measured answer accuracy on the training persons, raw and refi
 quality on the unlabelled persons, the diffusion student's test AUC / Avg L2, beside none at
 --ratio and 2x) and `sweep.png` (answer accuracy on x, the students' Avg L2 with std bars).
 
-The demo itself is passed in (`run_demo`), so this module imports no stage.
+The demo's runner (`run_demo`, stages/demo/__init__.py) is passed in, so this module does not
+import its own package back; the other stages run only through the demo's jobs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from gazecli.core.io import write_figure, write_json, write_text
 
 # what a demo folder holds that depends on the VQA (deleted before the next VQA's run)
 VQA_DEPENDENT = ("gradcam", "figure-gradcam", "pseudo-cache-diffusion", "pseudo-cache-noise",
@@ -47,13 +50,14 @@ def answer_accuracy(folder: Path) -> dict:
     from collections import Counter
 
     from gazecli.core.gradcam.store import GradcamStore
-    from gazecli.core.vqa.questions import CLASS_NAMES
+    from gazecli.core.data.gazeworld import SIDECAR_NAMES
+    from gazecli.core.data.gazeworld_qa import CLASS_NAMES
 
     split = GradcamStore(folder / "gradcam").split("train")
     answers = split.index()["persons"]["answer"]
     keys = split.keys()
     truth = {}
-    for line in (folder / "world" / "gazeworld_train.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (folder / "world" / SIDECAR_NAMES["train"]).read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
         r = json.loads(line)
@@ -101,7 +105,7 @@ def run_sweep(settings, run_demo: Callable, show=None) -> dict:
                    "pseudo": {r["name"]: {"auc": r["auc"], "avg_l2": r["avg_l2"]} for r in results["pseudo_labels"]},
                    "verdict": results["verdict"]}
             done.parent.mkdir(parents=True, exist_ok=True)
-            done.write_text(json.dumps(row, indent=1), encoding="utf-8")
+            write_json(done, row, indent=1, newline=False)
             per_run.append(row)
     summary = summarise(per_run, [v[0] for v in vqas], settings.ratio)
     files = write_sweep(out, summary)
@@ -172,11 +176,9 @@ def sweep_markdown(summary: dict) -> str:
 
 
 def write_sweep(out: Path, summary: dict) -> list[Path]:
-    from gazecli.core.engine.runs import atomic_write_text
-
     md, js, png = out / "sweep.md", out / "sweep.json", out / "sweep.png"
-    atomic_write_text(md, sweep_markdown(summary))
-    atomic_write_text(js, json.dumps(summary, indent=2, default=str))
+    write_text(md, sweep_markdown(summary))
+    write_json(js, summary, indent=2, newline=False, default=str)
     return [md, js] + ([png] if sweep_plot(summary, png) is not None else [])
 
 
@@ -218,6 +220,6 @@ def sweep_plot(summary: dict, path: Path) -> Path | None:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    write_figure(path, fig)
     plt.close(fig)
     return path

@@ -1,5 +1,5 @@
 """Tiny random-init VQA models with offline tokenizers, saved with `save_pretrained` so the
-real from-folder loading path runs (helpers for the test_gradcam* modules; no tests here)."""
+real from-folder loading path runs (helpers for the Grad-CAM tests and benchmarks)."""
 
 from __future__ import annotations
 

@@ -1,141 +1,16 @@
-"""Gaze-following metrics, exactly as the published protocols define them (method-spec §7),
-vectorised in torch (same code on CPU and CUDA).
-
-GazeFollow (Chong et al.; GCDR): per test person,
-- AUC at the original image size: the 64x64 prediction, min-max normalised, is upsampled to
-  (H, W) the way `skimage.transform.resize(order=1)` does it (half-pixel grid, 'reflect' edges,
-  Gaussian anti-aliasing when an axis shrinks, output clipped to the input range) and scored
-  with the rank (Mann-Whitney) AUC, ties averaged, against the multi-hot map of all annotator
-  points, pixel = (min(int(y*H), H-1), min(int(x*W), W-1));
-- the point is the heatmap argmax (first maximum, row-major) at (col / w, row / h), no
-  half-pixel offset; Avg L2 = distance to the annotators' mean, Min L2 = to the nearest one.
-`auc_resolution="heatmap"` gives the Sharingan-style AUC on the heatmap grid instead.
-
-VideoAttentionTarget (Chong et al.): on in-frame frames, the AUC on the 64x64 grid against the
-binarised sigma-3 Gaussian window at the gaze point (a 19x19 square clipped to the map), L2 from
-the argmax to the point; AP of the in/out score over all frames.
-
-The native-resolution AUC never materialises the full upsampled map unless it must: the
-upsampled value of a pixel is a convex combination of the 4 heatmap cells around it, so a
-whole block of output pixels is known to lie below (or above) a positive's value from those 4
-cells alone; only blocks whose range straddles a positive's value are evaluated pixel by pixel,
-with the same floating-point operations, in the same order, as scipy's `zoom` (bit-identical
-values), so the result equals the literal sklearn + skimage computation.
-"""
+"""GazeFollow AUC at the original image size: skimage-exact bilinear upsampling and the
+block-bounded rank AUC (docs/design.md, "Metrics"; the scheme is described in metrics/basic.py)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-GAZEFOLLOW = "gazefollow"
-VIDEOATT = "videoatt"
-AUC_RESOLUTIONS = ("native", "heatmap")
+from gazecli.core.data.heatmaps import minmax
 
 _MARGIN = 1e-9  # values lie in [0, 1]; rounding errors of the 4-term sums are ~1e-16
-
-
-def protocol_description(dataset: str, auc_resolution: str = "native") -> dict:
-    """What was computed, stored with every result."""
-    if dataset == VIDEOATT:
-        return {
-            "dataset": VIDEOATT,
-            "auc": "64x64 grid vs binarised sigma-3 Gaussian window (19x19 square), in-frame frames",
-            "l2": "argmax (col/64, row/64) to the gaze point, normalised coordinates, in-frame frames",
-            "ap": "average precision of the in/out score over all frames",
-        }
-    auc = (
-        "original image size: bilinear upsampling as skimage.transform.resize(order=1), "
-        "multi-hot map of all annotator points"
-        if auc_resolution == "native"
-        else "heatmap grid (Sharingan-style): annotator points rasterised on the heatmap grid"
-    )
-    return {
-        "dataset": GAZEFOLLOW,
-        "auc_resolution": auc_resolution,
-        "auc": auc,
-        "point": "heatmap argmax at (col/w, row/h), no half-pixel offset",
-        "avg_l2": "distance to the mean of the annotator points, normalised coordinates",
-        "min_l2": "distance to the nearest annotator point, normalised coordinates",
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# shared pieces
-
-
-def minmax_normalise(heatmaps: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
-    """Per-map (x - min) / (max - min) over the last two dims; a constant map becomes zeros."""
-    flat = heatmaps.flatten(-2)
-    lo = flat.min(dim=-1, keepdim=True).values
-    hi = flat.max(dim=-1, keepdim=True).values
-    span = hi - lo
-    out = (flat - lo) / torch.where(span > 0, span + eps, torch.ones_like(span))
-    return out.view_as(heatmaps)
-
-
-def argmax_points(heatmaps: torch.Tensor) -> torch.Tensor:
-    """(B, h, w) -> (B, 2) normalised (col / w, row / h) of the first maximum (row-major)."""
-    b, h, w = heatmaps.shape
-    idx = torch.argmax(heatmaps.reshape(b, -1), dim=1)
-    row = torch.div(idx, w, rounding_mode="floor")
-    col = idx - row * w
-    return torch.stack([col.double() / w, row.double() / h], dim=1)
-
-
-def rank_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Batched ROC AUC by ranks, ties averaged (equals sklearn's roc_auc_score).
-
-    scores (B, M) float, labels (B, M) bool. NaN where a row has no positive or no negative.
-    """
-    scores = scores.double()
-    sorted_scores = scores.sort(dim=1).values
-    less = torch.searchsorted(sorted_scores, scores, right=False)
-    less_equal = torch.searchsorted(sorted_scores, scores, right=True)
-    ranks = (less + less_equal + 1).double() / 2  # average 1-based rank
-    labels = labels.bool()
-    n_pos = labels.sum(dim=1).double()
-    n_neg = labels.shape[1] - n_pos
-    rank_sum = (ranks * labels).sum(dim=1)
-    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
-def average_precision(labels: torch.Tensor, scores: torch.Tensor) -> float:
-    """Average precision of a binary score (equals sklearn's average_precision_score)."""
-    labels = labels.double().flatten()
-    scores = scores.double().flatten()
-    n_pos = labels.sum()
-    if n_pos == 0:
-        return math.nan
-    order = torch.argsort(scores, descending=True, stable=True)
-    s, y = scores[order], labels[order]
-    # one operating point per distinct score value (ties are taken together)
-    last_of_group = torch.ones_like(s, dtype=torch.bool)
-    last_of_group[:-1] = s[1:] != s[:-1]
-    tp = torch.cumsum(y, 0)[last_of_group]
-    predicted = (torch.nonzero(last_of_group).flatten() + 1).double()
-    precision = tp / predicted
-    recall = tp / n_pos
-    recall_prev = torch.cat([recall.new_zeros(1), recall[:-1]])
-    return float(((recall - recall_prev) * precision).sum())
-
-
-def l2_distances(points: torch.Tensor, gaze_points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """points (B, 2), gaze_points (B, A, 2) NaN-padded -> (avg_l2, min_l2), each (B,)."""
-    valid = torch.isfinite(gaze_points[..., 0])
-    g = torch.where(valid[..., None], gaze_points, torch.zeros_like(gaze_points))
-    n = valid.sum(dim=1, keepdim=True).clamp(min=1)
-    mean = g.sum(dim=1) / n
-    avg_l2 = torch.linalg.vector_norm(points - mean, dim=1)
-    d = torch.linalg.vector_norm(points[:, None, :] - g, dim=2)
-    min_l2 = torch.where(valid, d, torch.full_like(d, math.inf)).min(dim=1).values
-    none = ~valid.any(dim=1)
-    avg_l2[none] = math.nan
-    min_l2[none] = math.nan
-    return avg_l2, min_l2
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,7 +145,7 @@ def native_auc(heatmaps: torch.Tensor, sizes_hw: torch.Tensor, gaze_points: torc
        evaluated pixel by pixel with scipy's arithmetic, so ties are exactly the literal ones.
     """
     device = heatmaps.device
-    x = minmax_normalise(heatmaps.double())
+    x = minmax(heatmaps.double())
     B, h, w = x.shape
     lo = x.flatten(1).min(dim=1).values  # skimage clips its output to the input's range
     hi = x.flatten(1).max(dim=1).values
@@ -427,112 +302,3 @@ def _auc_from_counts(steps, direct, equal, order, pos_valid, H, W) -> torch.Tens
     auc = (ranks.sum(dim=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     auc[(n_pos == 0) | (n_neg <= 0)] = math.nan
     return auc
-
-
-def heatmap_grid_auc(heatmaps: torch.Tensor, gaze_points: torch.Tensor) -> torch.Tensor:
-    """Sharingan-style AUC on the heatmap grid against the annotator points rasterised on it."""
-    B, h, w = heatmaps.shape
-    sizes = torch.tensor([h, w], device=heatmaps.device).expand(B, 2)
-    pos = multi_hot_pixels(gaze_points.to(heatmaps.device).double(), sizes)
-    labels = torch.zeros(B, h * w + 1, dtype=torch.bool, device=heatmaps.device)
-    labels.scatter_(1, torch.where(pos >= 0, pos, torch.full_like(pos, h * w)), True)
-    return rank_auc(minmax_normalise(heatmaps.double()).flatten(1), labels[:, : h * w])
-
-
-def gazefollow_metrics(heatmaps: torch.Tensor, sizes_hw: torch.Tensor, gaze_points: torch.Tensor,
-                       auc_resolution: str = "native") -> dict[str, torch.Tensor]:
-    """Per-person GazeFollow metrics: {'auc', 'avg_l2', 'min_l2'}, each (B,) float64."""
-    if auc_resolution not in AUC_RESOLUTIONS:
-        raise ValueError(f"auc_resolution must be one of {AUC_RESOLUTIONS}")
-    gaze_points = gaze_points.to(heatmaps.device).double()
-    if auc_resolution == "native":
-        auc = native_auc(heatmaps, sizes_hw, gaze_points)
-    else:
-        auc = heatmap_grid_auc(heatmaps, gaze_points)
-    avg_l2, min_l2 = l2_distances(argmax_points(heatmaps), gaze_points)
-    return {"auc": auc, "avg_l2": avg_l2, "min_l2": min_l2}
-
-
-# --------------------------------------------------------------------------------------------
-# VideoAttentionTarget
-
-
-def vat_auc_labels(gaze_xy_norm: torch.Tensor, h: int, w: int, sigma: float = 3.0) -> torch.Tensor:
-    """(B, 2) points -> (B, h*w) bool: the >0 region of Chong's `draw_labelmap` Gaussian at
-    (x*w, y*h): a (6 sigma + 1)-pixel square starting at int(centre - 3 sigma), clipped."""
-    cx = gaze_xy_norm[:, 0].double() * w
-    cy = gaze_xy_norm[:, 1].double() * h
-    x0 = torch.trunc(cx - 3 * sigma).long()  # Python int() truncates toward zero
-    y0 = torch.trunc(cy - 3 * sigma).long()
-    x1 = torch.trunc(cx + 3 * sigma + 1).long()
-    y1 = torch.trunc(cy + 3 * sigma + 1).long()
-    cols = torch.arange(w, device=gaze_xy_norm.device)[None, :]
-    rows = torch.arange(h, device=gaze_xy_norm.device)[None, :]
-    in_x = (cols >= x0[:, None]) & (cols < x1[:, None])
-    in_y = (rows >= y0[:, None]) & (rows < y1[:, None])
-    outside = (x0 >= w) | (y0 >= h) | (x1 < 0) | (y1 < 0)
-    labels = in_y[:, :, None] & in_x[:, None, :] & ~outside[:, None, None]
-    return labels.flatten(1)
-
-
-def vat_metrics(heatmaps: torch.Tensor, gaze_xy_norm: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per in-frame frame: {'auc', 'l2'} (B,). Heatmaps are compared on their own grid."""
-    B, h, w = heatmaps.shape
-    labels = vat_auc_labels(gaze_xy_norm.to(heatmaps.device), h, w)
-    auc = rank_auc(minmax_normalise(heatmaps.double()).flatten(1), labels)
-    l2 = torch.linalg.vector_norm(argmax_points(heatmaps) - gaze_xy_norm.to(heatmaps.device).double(), dim=1)
-    return {"auc": auc, "l2": l2}
-
-
-# --------------------------------------------------------------------------------------------
-# accumulators (torchmetrics style: update per batch, compute once)
-
-
-@dataclass
-class GazeFollowMeter:
-    auc_resolution: str = "native"
-    values: dict[str, list[torch.Tensor]] = field(default_factory=lambda: {"auc": [], "avg_l2": [], "min_l2": []})
-
-    def update(self, heatmaps, sizes_hw, gaze_points) -> dict[str, torch.Tensor]:
-        out = gazefollow_metrics(heatmaps, sizes_hw, gaze_points, self.auc_resolution)
-        for k, v in out.items():
-            self.values[k].append(v.detach().cpu())
-        return out
-
-    def per_person(self) -> dict[str, np.ndarray]:
-        return {k: (torch.cat(v).numpy() if v else np.zeros(0)) for k, v in self.values.items()}
-
-    def compute(self) -> dict:
-        per = self.per_person()
-        result = {k: float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan for k, v in per.items()}
-        result["n"] = int(len(per["auc"]))
-        result["protocol"] = protocol_description(GAZEFOLLOW, self.auc_resolution)
-        return result
-
-
-@dataclass
-class VATMeter:
-    values: dict[str, list[torch.Tensor]] = field(default_factory=lambda: {"auc": [], "l2": []})
-    inout_true: list[torch.Tensor] = field(default_factory=list)
-    inout_score: list[torch.Tensor] = field(default_factory=list)
-
-    def update(self, heatmaps, gaze_xy_norm, inout, inout_score=None) -> None:
-        inside = inout.bool().to(heatmaps.device)
-        if bool(inside.any()):
-            out = vat_metrics(heatmaps[inside], gaze_xy_norm.to(heatmaps.device)[inside])
-            for k, v in out.items():
-                self.values[k].append(v.detach().cpu())
-        if inout_score is not None:
-            self.inout_true.append(inout.detach().cpu().double())
-            self.inout_score.append(inout_score.detach().cpu().double())
-
-    def compute(self) -> dict:
-        result = {k: float(torch.cat(v).mean()) if v else math.nan for k, v in self.values.items()}
-        result["ap"] = (
-            average_precision(torch.cat(self.inout_true), torch.cat(self.inout_score))
-            if self.inout_score else None
-        )
-        result["n"] = int(sum(len(v) for v in self.values["auc"]))
-        result["n_frames"] = int(sum(len(v) for v in self.inout_true)) if self.inout_true else result["n"]
-        result["protocol"] = protocol_description(VIDEOATT)
-        return result

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 
 from gazecli.core.engine import distributed as dist_utils
 from gazecli.core.errors import DataError
+from gazecli.core.io import write_array, write_arrays, write_json
 
 CHUNK = 256
 
@@ -77,10 +77,7 @@ class PseudoLabelCache:
                     draws.append(target[:, 0].float().cpu().numpy())
                 maps.append(np.stack(draws, 1).astype(np.float16))  # (b, K, h, w)
                 usable.append(ok.cpu().numpy())
-            tmp = self.chunk_path(c).with_suffix(".tmp.npz")
-            with open(tmp, "wb") as f:
-                np.savez(f, maps=np.concatenate(maps), usable=np.concatenate(usable))
-            os.replace(tmp, self.chunk_path(c))
+            write_arrays(self.chunk_path(c), {"maps": np.concatenate(maps), "usable": np.concatenate(usable)})
             done += 1
             if progress is not None and info.is_main:
                 progress(done * info.world_size, n_chunks)
@@ -93,15 +90,11 @@ class PseudoLabelCache:
         parts = [np.load(self.chunk_path(c)) for c in range(n_chunks)]
         maps = np.concatenate([p["maps"] for p in parts])
         usable = np.concatenate([p["usable"] for p in parts])
-        tmp = self.array_path.with_suffix(".tmp.npy")
-        np.save(tmp, maps)
-        os.replace(tmp, self.array_path)
+        write_array(self.array_path, maps)
         keys = [[str(table.path[r]), float(table.eye_xy_norm[r, 0]), float(table.eye_xy_norm[r, 1])] for r in rows]
         index = {"recipe": self.recipe, "keys": keys, "usable": usable.astype(bool).tolist(),
                  "shape": list(maps.shape)}
-        tmp = self.index_path.with_suffix(".tmp.json")
-        tmp.write_text(json.dumps(index), encoding="utf-8")
-        os.replace(tmp, self.index_path)
+        write_json(self.index_path, index, indent=None, newline=False)
 
     def for_table(self, table, seed: int = 0) -> "CachedMaps":
         if not self.complete():

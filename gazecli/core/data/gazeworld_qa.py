@@ -36,20 +36,17 @@ normalised image (x to the right, y down).
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
+from gazecli.core.constants import GAZE_QUESTION, QUESTION_TYPES  # noqa: F401 (QUESTION_TYPES: used from here)
 from gazecli.core.gradcam.prompt import BOX_QUESTION, PLAIN_QUESTION
 
 QA_VERSION = "gazeworld-qa-1"
 QA_NAMES = {"train": "gazeworld_train_qa.jsonl", "test": "gazeworld_test_qa.jsonl"}
-GAZE = "gaze"
-QUESTION_TYPES = ("colour", "count", "region", "where", "where-person", "next-to", "relation", GAZE, "direction",
-                  "cell")
+GAZE = GAZE_QUESTION
 PERSON_TYPES = ("where-person", GAZE, "direction")  # asked of one person's prompted image
 
-CLASS_NAMES = ("ball", "cup", "book", "plant", "lamp", "clock")  # = gazeworld.CLASSES (checked in tests)
+CLASS_NAMES = ("ball", "cup", "book", "plant", "lamp", "clock")  # GazeWorld's object classes (gazeworld.CLASSES)
 PLURALS = {"ball": "balls", "cup": "cups", "book": "books", "plant": "plants", "lamp": "lamps", "clock": "clocks"}
 COLOURS = {"ball": "red", "cup": "blue", "book": "brown", "plant": "olive", "lamp": "yellow", "clock": "white"}
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
@@ -279,20 +276,3 @@ def _could_be_in(xy, region: str) -> bool:
 def qa_record(record: dict) -> dict:
     """One line of `gazeworld_{split}_qa.jsonl`: the image path and its pairs."""
     return {"path": record["path"], "qa": gazeworld_qa(record)}
-
-
-def read_qa(root: Path, split: str) -> list[dict]:
-    """The QA records of a GazeWorld split: from `gazeworld_{split}_qa.jsonl`, or made from the
-    sidecar when that file is missing (a world written before QA pairs existed)."""
-    from gazecli.core.data.gazeworld import SIDECAR_NAMES
-    from gazecli.core.errors import DataError
-
-    root = Path(root)
-    path = root / QA_NAMES[split]
-    if path.is_file():
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    sidecar = root / SIDECAR_NAMES[split]
-    if not sidecar.is_file():
-        raise DataError(f"{root}: no {QA_NAMES[split]} or {SIDECAR_NAMES[split]}: not a GazeWorld "
-                        f"(write one with gaze data synth)")
-    return [qa_record(json.loads(line)) for line in sidecar.read_text(encoding="utf-8").splitlines() if line.strip()]

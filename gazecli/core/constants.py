@@ -1,0 +1,9 @@
+"""Names that the settings (which must not import the library) and the library both need, defined
+once: the library modules that own them import them from here."""
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # --precision (engine/precision.py resolves it)
+QUESTION_TYPES = ("colour", "count", "region", "where", "where-person", "next-to", "relation", "gaze", "direction",
+                  "cell")  # GazeWorld's question-answer pairs (data/gazeworld_qa.py)
+GAZE_QUESTION = "gaze"
+STUDENT_MODELS = ("vat", "vat-gc")  # models/build.py
+TEACHER_NAMES = ("none", "gradcam", "diffusion", "noise", "vat", "vat-gc")  # teachers/registry.py
