@@ -1,23 +1,37 @@
 """GazeFollow metric speed: gazecli's vectorised metrics vs the literal per-person recipe
 (min-max, skimage.transform.resize(order=1), sklearn roc_auc_score on the multi-hot map, argmax
-distances), on synthetic predictions shaped like a model's output.
+distances), on synthetic predictions shaped like a model's output, on an idle machine and on a
+loaded one (a second process busy on every core this process may use).
 
-    python benchmarks/eval_speed.py                 # 4,782 persons (GazeFollow test size)
-    python benchmarks/eval_speed.py --persons 500   # quicker
-    python benchmarks/eval_speed.py --device cuda   # ours on the GPU (literal stays on CPU)
+    python benchmarks/eval_speed.py                       # 4,782 persons (GazeFollow test size), idle + loaded
+    python benchmarks/eval_speed.py --load idle --persons 500
+    python benchmarks/eval_speed.py --configs policy,torch-default,one-thread
+    python benchmarks/eval_speed.py --device cuda          # ours on the GPU (literal stays on CPU)
 
-Prints both timings, the speed ratio and the largest absolute difference of every metric.
+Configurations of ours: `policy` = what every gaze command does (docs/threads.md: threads from
+the CPU affinity, OpenMP waiting passively), `torch-default` = torch's own thread count and
+OpenMP's default (spinning) wait, `one-thread` = 1 thread. Each runs in a fresh process, so
+the OpenMP settings apply before torch loads. The literal recipe (single-threaded) is timed on
+`--literal-persons` persons (its cost per person does not depend on how many there are) before
+and after ours (the mean; the load drifts) and the ratio is per person. Prints per-person times, the ratio, and the largest metric difference.
 Needs the dev extras (scikit-learn, scikit-image).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
 import time
 
 import cv2
 import numpy as np
-import torch
+
+TARGETS = {"idle": 50.0, "loaded": 25.0}
+CONFIGS = ("policy", "torch-default", "one-thread")
 
 
 def make_case(n: int, seed: int, white_noise: bool = False):
@@ -70,6 +84,8 @@ def literal(heatmaps, sizes, points):
 
 
 def ours(heatmaps, sizes, points, device, batch):
+    import torch
+
     from gazecli.core.metrics import GazeFollowMeter
 
     meter = GazeFollowMeter("native")
@@ -81,32 +97,106 @@ def ours(heatmaps, sizes, points, device, batch):
     return meter.per_person()
 
 
+def child(args) -> dict:
+    """One measurement in this (fresh) process: `args.config` applied before torch loads."""
+    from gazecli.core.engine.threads import apply_thread_policy
+
+    if args.config == "policy":
+        apply_thread_policy(args.threads)
+    elif args.config == "one-thread":
+        apply_thread_policy(1)
+    import torch
+
+    heatmaps, sizes, points = make_case(args.persons, args.seed, args.white_noise)
+    out = {"config": args.config, "threads": torch.get_num_threads(), "wait": os.environ.get("OMP_WAIT_POLICY", "")}
+    if args.what == "literal":
+        n = min(args.literal_persons, args.persons)
+        t0 = time.perf_counter()
+        ref = literal(heatmaps[:n], sizes[:n], points[:n])
+        out["literal_ms"] = 1e3 * (time.perf_counter() - t0) / n
+        fast = ours(heatmaps[:n], sizes[:n], points[:n], args.device, args.batch)
+        out["max_diff"] = {k: float(np.abs(fast[k] - ref[k]).max()) for k in ref}
+        out["means"] = {k: float(np.mean(v)) for k, v in fast.items()}
+        return out
+    ours(heatmaps[:8], sizes[:8], points[:8], args.device, args.batch)  # warm-up
+    t0 = time.perf_counter()
+    ours(heatmaps, sizes, points, args.device, args.batch)
+    out["ours_ms"] = 1e3 * (time.perf_counter() - t0) / args.persons
+    return out
+
+
+def _spin(stop) -> None:
+    while not stop.is_set():
+        pass
+
+
+def run_child(args, what: str, config: str) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--what", what, "--config", config,
+           "--persons", str(args.persons), "--literal-persons", str(args.literal_persons), "--batch", str(args.batch),
+           "--device", args.device, "--seed", str(args.seed), "--threads", str(args.threads)]
+    if args.white_noise:
+        cmd.append("--white-noise")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(done.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--persons", type=int, default=4782)
+    ap.add_argument("--literal-persons", type=int, default=300, help="persons the literal recipe is timed on")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="--threads of the policy configuration (0: its default)")
+    ap.add_argument("--load", choices=("idle", "loaded", "both"), default="both")
+    ap.add_argument("--configs", default="policy", help=f"comma-separated, of {', '.join(CONFIGS)}")
     ap.add_argument("--white-noise", action="store_true",
                     help="iid pixel noise on the heatmaps (the metric's worst case) instead of a smooth background")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--what", default="ours", help=argparse.SUPPRESS)
+    ap.add_argument("--config", default="policy", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args)))
+        return
+    configs = [c for c in args.configs.split(",") if c]
+    if any(c not in CONFIGS for c in configs):
+        ap.error(f"--configs: of {', '.join(CONFIGS)}")
 
-    heatmaps, sizes, points = make_case(args.persons, args.seed, args.white_noise)
-    ours(heatmaps[:8], sizes[:8], points[:8], args.device, args.batch)  # warm-up
-    t0 = time.perf_counter()
-    fast = ours(heatmaps, sizes, points, args.device, args.batch)
-    t_ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ref = literal(heatmaps, sizes, points)
-    t_lit = time.perf_counter() - t0
-    diffs = {k: float(np.abs(fast[k] - ref[k]).max()) for k in ref}
-    print(f"persons: {args.persons}   heatmap background: {'white noise' if args.white_noise else 'smooth'}   "
-          f"device (ours): {args.device}   torch threads: {torch.get_num_threads()}")
-    print(f"literal per-person (skimage + sklearn): {t_lit:8.2f} s  ({1e3 * t_lit / args.persons:.1f} ms/person)")
-    print(f"gazecli vectorised:                     {t_ours:8.2f} s  ({1e3 * t_ours / args.persons:.2f} ms/person)")
-    print(f"speed ratio: {t_lit / t_ours:.1f}x")
-    print("max abs difference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
-    print("means (ours): " + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in fast.items()))
+    from gazecli.core.engine.threads import available_cores
+
+    cores = available_cores()
+    print(f"persons: {args.persons} (literal timed on {min(args.literal_persons, args.persons)})   heatmap background: "
+          f"{'white noise' if args.white_noise else 'smooth'}   device (ours): {args.device}   cores: {cores}   "
+          f"load average before: {os.getloadavg()[0]:.2f}")
+    loads = ["idle", "loaded"] if args.load == "both" else [args.load]
+    for load in loads:
+        stop, spinners = mp.Event(), []
+        if load == "loaded":
+            spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(cores)]
+            for p in spinners:
+                p.start()
+        try:
+            lit = run_child(args, "literal", "one-thread")
+            results = [run_child(args, "ours", config) for config in configs]
+            again = run_child(args, "literal", "one-thread")  # the load drifts: the literal time before and after
+            literal_ms = (lit["literal_ms"] + again["literal_ms"]) / 2
+            for r, config in zip(results, configs):
+                ratio = literal_ms / r["ours_ms"]
+                verdict = "meets" if ratio >= TARGETS[load] else "misses"
+                print(f"{load:6s} {config:13s} threads {r['threads']}  wait {r['wait'] or 'default':7s}  "
+                      f"ours {r['ours_ms']:6.2f} ms/person  literal {literal_ms:6.1f} ms/person  "
+                      f"ratio {ratio:5.1f}x  ({verdict} the {TARGETS[load]:.0f}x target)")
+        finally:
+            stop.set()
+            for p in spinners:
+                p.join(timeout=5)
+        print(f"{load:6s} max abs difference (literal persons): " +
+              ", ".join(f"{k} {v:.2e}" for k, v in lit["max_diff"].items()))
+    print(f"load average after: {os.getloadavg()[0]:.2f} (other processes on this machine count too)")
 
 
 if __name__ == "__main__":

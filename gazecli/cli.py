@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-diffusion": ("gazecli.commands.train_diffusion", "Train the diffusion annotation prior (conditional heatmap DDPM) on the labelled split."),
     "mean-teacher": ("gazecli.commands.mean_teacher", "Train the diffusion prior with Mean Teacher on labelled and unlabelled persons."),
     "label": ("gazecli.commands.label", "Label your own images in the browser (head boxes, gaze points); export a GazeFollow-layout dataset."),
+    "import-weights": ("gazecli.commands.import_weights", "Import the authors' released weights (VAT, VAT-GC, diffusion) as a run folder."),
 }
 
 

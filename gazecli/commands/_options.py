@@ -114,9 +114,11 @@ def settings_command(app: typer.Typer, name: str, settings_cls: type[GazeSetting
             if print_config:
                 typer.echo(to_toml(settings), nl=False)
                 return None
+            from gazecli.core.engine.threads import apply_thread_policy
             from gazecli.core.settings import option_sources
             from gazecli.core.settings.option_source import activate, deactivate
 
+            apply_thread_policy(settings.threads, getattr(settings, "workers", 0))  # before torch loads
             token = activate(option_sources(settings_cls, flags, config))  # errors name --x / GAZE_X / file: x
             try:
                 return run(settings)

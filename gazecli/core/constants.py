@@ -7,3 +7,4 @@ QUESTION_TYPES = ("colour", "count", "region", "where", "where-person", "next-to
 GAZE_QUESTION = "gaze"
 STUDENT_MODELS = ("vat", "vat-gc")  # models/build.py
 TEACHER_NAMES = ("none", "gradcam", "diffusion", "noise", "vat", "vat-gc")  # teachers/registry.py
+IMPORT_KINDS = ("vat", "vat-gc", "diffusion")  # the authors' checkpoints gaze import-weights reads (models/import_weights.py)

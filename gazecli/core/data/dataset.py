@@ -20,6 +20,7 @@ Randomness comes from `np.random.default_rng([seed, epoch, index])`: a sample de
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Mapping, Protocol
 
@@ -29,6 +30,7 @@ from torch.utils.data import Dataset
 
 from gazecli.core.data.heatmaps import gaussian_heatmaps
 from gazecli.core.data.images import read_image_rgb
+from gazecli.core.data.resample import official_grid_crop
 from gazecli.core.validate import inside_root
 from gazecli.core.data.table import PersonTable
 from gazecli.core.data.transforms import (
@@ -115,6 +117,9 @@ class GazeDataset(Dataset):
         c = self.config
         t = self.table
         height, width = image.shape[:2]
+        compat_cam = self.compat_gradcam(index, aug, width, height)
+        if compat_cam is not None and compat_cam[1]:  # the official code cancels a crop whose Grad-CAM grid is empty
+            aug = dataclasses.replace(aug, crop=None)
         head = expand_box(t.head_box_xyxy_px[index], c.head_expand)
         if aug.jitter > 0:
             head = expand_box(head, aug.jitter)
@@ -176,13 +181,32 @@ class GazeDataset(Dataset):
             )
         for name, source in self.maps.items():
             raw = source.get(index)
-            if raw is None:
+            if name == "gradcam" and compat_cam is not None:  # --compat (docs/compat.md)
+                if not inside:  # zeroed by the ground-truth flag, as the official code
+                    m, valid = np.zeros((c.heatmap_size, c.heatmap_size), dtype=np.float32), raw is not None
+                elif raw is None:
+                    m, valid = np.zeros((c.heatmap_size, c.heatmap_size), dtype=np.float32), False
+                else:
+                    m, valid = transform_map(compat_cam[0], (0.0, 0.0, 1.0, 1.0), aug.flip, c.heatmap_size)
+            elif raw is None:
                 m, valid = np.zeros((c.heatmap_size, c.heatmap_size), dtype=np.float32), False
             else:
                 m, valid = transform_map(raw, region, aug.flip, c.heatmap_size)
             sample[name] = torch.from_numpy(np.ascontiguousarray(m))[None]
             sample[f"{name}_valid"] = torch.tensor(valid)
         return sample
+
+    def compat_gradcam(self, index: int, aug: Augment, width: int, height: int):
+        """Under `gradcam_compat`: (the Grad-CAM grid as the official code crops it, whether that
+        crop is empty and cancels the image crop); None otherwise. Only labelled, in-frame persons
+        are cropped on the grid (unlabelled persons are never cropped)."""
+        if not self.config.gradcam_compat or "gradcam" not in self.maps:
+            return None
+        raw = self.maps["gradcam"].get(index)
+        if raw is None or aug.crop is None or self.table.inout[index] != 1:
+            return raw, False
+        cropped = official_grid_crop(np.asarray(raw, dtype=np.float32), aug.crop, width, height)
+        return (raw, True) if cropped is None else (cropped, False)
 
 
 def seed_worker(worker_id: int) -> None:

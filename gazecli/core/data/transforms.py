@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from gazecli.core.data.resample import resample_bilinear
+
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -34,6 +36,8 @@ class SampleConfig:
     flip_prob: float = 0.5
     colour_prob: float = 0.5
     compat: bool = False  # targets drawn with Chong's draw_labelmap quirks
+    gradcam_compat: bool = False  # the official Grad-CAM handling: integer-grid crop of labelled persons, and zero
+    # maps for persons out of frame by the ground-truth in/out flag, unlabelled ones too (a label leak; docs/compat.md)
 
 
 @dataclass
@@ -132,20 +136,14 @@ def to_chw_normalised(image: np.ndarray) -> np.ndarray:
 def transform_map(raw: np.ndarray, region_norm: tuple[float, float, float, float], flip: bool,
                   size: int, eps: float = 1e-6) -> tuple[np.ndarray, bool]:
     """A per-person map given over the whole original image (any grid, e.g. 30x30 Grad-CAM):
-    the crop region (x0, y0, x1, y1, normalised) resampled bilinearly to (size, size), flipped
+    the crop region (x0, y0, x1, y1, normalised) resampled bilinearly to (size, size) (the whole
+    map: exactly F.interpolate(align_corners=False), see `resample.py`), flipped
     like the image, then min-max normalised. Returns (map, valid); a map whose range is below
     eps relative to its magnitude (constant, all zero) or non-finite is invalid and all zeros."""
     raw = np.asarray(raw, dtype=np.float32)
     if raw.ndim != 2 or not np.isfinite(raw).all():
         return np.zeros((size, size), dtype=np.float32), False
-    gh, gw = raw.shape
-    x0, y0, x1, y1 = region_norm
-    # output pixel centre (j + 0.5) / size maps to grid coordinate (x0 + u (x1 - x0)) * gw - 0.5
-    sx = (x1 - x0) * gw / size
-    sy = (y1 - y0) * gh / size
-    affine = np.array([[sx, 0.0, x0 * gw + 0.5 * sx - 0.5], [0.0, sy, y0 * gh + 0.5 * sy - 0.5]], dtype=np.float64)
-    out = cv2.warpAffine(raw, affine, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                         borderMode=cv2.BORDER_REPLICATE)
+    out = resample_bilinear(raw, region_norm, size)  # exact bilinear (docs/compat.md)
     if flip:
         out = out[:, ::-1]
     lo, hi = float(out.min()), float(out.max())

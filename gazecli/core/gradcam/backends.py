@@ -32,7 +32,7 @@ from typing import Any, Callable
 from gazecli.core.errors import GazeError, SettingsError
 from gazecli.core.gradcam.cam import TokenAttention
 from gazecli.core.gradcam.vlm import VLMBackend
-from gazecli.core.gradcam.vqa_backend import Encoded, ModelError, VQABackend, _capture
+from gazecli.core.gradcam.vqa_backend import Encoded, ModelError, VQABackend, _capture, beam_options
 
 VLM_MODEL_TYPES = ("llava", "paligemma", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm")
 INSTALL_HINT = "pip install 'gazecli[vqa]'"
@@ -246,7 +246,7 @@ class BlipBackend(VQABackend):
                                       return_dict=True)
         return out.last_hidden_state  # (B, Tq, D)
 
-    def answer(self, batch, num_beams=1, max_new_tokens=10):
+    def answer(self, batch, num_beams=1, max_new_tokens=10, length_penalty=1.0, early_stopping=False):
         import torch
 
         with torch.no_grad():
@@ -255,7 +255,7 @@ class BlipBackend(VQABackend):
             out = self.model.text_decoder.generate(
                 input_ids=bos, encoder_hidden_states=q, encoder_attention_mask=batch.data["attention_mask"],
                 eos_token_id=self.eos_id, pad_token_id=self.pad_id, num_beams=num_beams,
-                max_new_tokens=max_new_tokens, do_sample=False)
+                max_new_tokens=max_new_tokens, do_sample=False, **beam_options(num_beams, length_penalty, early_stopping))
         return [self._cut_answer(row[1:].tolist(), {self.eos_id}, self.pad_id) for row in out]
 
     def token_attention(self, batch, answers, steps, layers):

@@ -4,9 +4,11 @@ The key noun is the last word of the first contiguous noun run of the answer ("t
 -> racket, "the man in red" -> man, "his phone" -> phone). It is found on words (spaCy's POS
 tags when spaCy and a model are installed, else a built-in rule) and mapped to the decoder's
 tokens through character offsets: the step is the answer token that holds the word's last
-character, so a word split into several tokens maps to its last token. (The official code used
-spaCy's word index as the BPE step, which misaligns for multi-piece words.) Without a noun the
+character, so a word split into several tokens maps to its last token. Without a noun the
 step is the last answer token before EOS.
+
+`--compat` (`word_index_step`): the official mapping, spaCy's word index used directly as the
+decoder step, which misaligns for multi-piece words (docs/compat.md).
 """
 
 from __future__ import annotations
@@ -112,6 +114,39 @@ def key_noun_span(text: str, method: str = "auto") -> tuple[int, int] | None:
     if method == "spacy" or (method == "auto" and spacy_available()):
         return spacy_noun_run(text)
     return rule_noun_run(text)
+
+
+def noun_word_index(text: str, method: str = "auto") -> tuple[int, str, tuple[int, int]] | None:
+    """(word index, word, character span) of the key noun among the answer's words (spaCy's
+    tokens, punctuation included, or the rule's words), or None without a noun."""
+    if method not in KEY_NOUN_METHODS:
+        raise SettingsError(f"key-noun method must be one of {', '.join(KEY_NOUN_METHODS)}, got {method!r}")
+    if method == "spacy" or (method == "auto" and spacy_available()):
+        nlp = _spacy_pipeline()
+        if nlp is None:
+            spacy_noun_run(text)  # raises the install hint
+        words = [(tok.idx, tok.idx + len(tok.text), tok.pos_ in _NOUN_POS) for tok in nlp(text)]
+    else:
+        words = [(m.start(), m.end(), _is_noun_word(m.group())) for m in _WORD.finditer(text)]
+    found = None
+    for i, (a, b, noun) in enumerate(words):
+        if noun:
+            found = (i, text[a:b], (a, b))
+        elif found is not None:
+            break
+    return found
+
+
+def word_index_step(text: str, n_tokens: int, n_content: int, method: str = "auto") -> KeyNoun:
+    """The official key-noun step (`--compat`): the noun's word index taken as the answer-token
+    index; without a noun the last token before EOS (the official len(tokens) - 2). A word index
+    past the answer tokens also falls back (the official guard; where it let step == len(tokens)
+    through and crashed, this falls back too)."""
+    fallback = KeyNoun(max(n_content - 1, 0), "", None)
+    found = noun_word_index(text, method)
+    if found is None or found[0] >= n_tokens:
+        return fallback
+    return KeyNoun(found[0], found[1], found[2])
 
 
 def key_noun_step(text: str, token_spans: Sequence[tuple[int, int] | None], n_content: int,

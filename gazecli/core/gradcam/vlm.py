@@ -9,7 +9,7 @@ import re
 import numpy as np
 
 from gazecli.core.gradcam.cam import TokenAttention
-from gazecli.core.gradcam.vqa_backend import Encoded, ModelError, VQABackend, _capture
+from gazecli.core.gradcam.vqa_backend import Encoded, ModelError, VQABackend, _capture, beam_options
 
 QWEN_TYPES = ("qwen2_vl", "qwen2_5_vl")
 QWEN_DEFAULT_SIZE = 448  # Qwen2-VL takes any size; 448 px gives a 16x16 grid of merged patches
@@ -123,13 +123,14 @@ class VLMBackend(VQABackend):
                              f"image (multi-tile image layouts are not supported)")
         return grid
 
-    def answer(self, batch, num_beams=1, max_new_tokens=10):
+    def answer(self, batch, num_beams=1, max_new_tokens=10, length_penalty=1.0, early_stopping=False):
         import torch
 
         prompt_len = batch.data["input_ids"].shape[1]
         with torch.no_grad():
             out = self.model.generate(**batch.data, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                                      do_sample=False, pad_token_id=self.pad_id)
+                                      do_sample=False, pad_token_id=self.pad_id,
+                                      **beam_options(num_beams, length_penalty, early_stopping))
         return [self._cut_answer(row[prompt_len:].tolist(), self.eos_ids, self.pad_id) for row in out]
 
     def token_attention(self, batch, answers, steps, layers):

@@ -20,6 +20,13 @@ class ModelError(GazeError):
 # the interface
 
 
+def beam_options(num_beams: int, length_penalty: float, early_stopping: bool) -> dict:
+    """generate() keywords of a beam search (none for greedy decoding, where they mean nothing)."""
+    if num_beams <= 1:
+        return {}
+    return {"length_penalty": float(length_penalty), "early_stopping": bool(early_stopping)}
+
+
 @dataclass
 class Encoded:
     """A batch prepared by `VQABackend.encode` (backend-specific tensors)."""
@@ -87,8 +94,12 @@ class VQABackend:
 
         return [resize_square(np.asarray(im), self.image_size) for im in images]
 
-    def answer(self, batch: Encoded, num_beams: int = 1, max_new_tokens: int = 10) -> list[list[int]]:
-        """Answer token ids per sample, EOS last when the decoder stopped (no BOS, no padding)."""
+    def answer(self, batch: Encoded, num_beams: int = 1, max_new_tokens: int = 10, length_penalty: float = 1.0,
+               early_stopping: bool = False) -> list[list[int]]:
+        """Answer token ids per sample, EOS last when the decoder stopped (no BOS, no padding).
+        Beam search (num_beams > 1) scores a hypothesis by its summed log-probability divided by
+        length ** length_penalty (0: unnormalised, as the official run); early_stopping: stop once
+        num_beams hypotheses are finished."""
         raise NotImplementedError
 
     def token_attention(self, batch: Encoded, answers: list[list[int]], steps: list[int],

@@ -26,9 +26,13 @@ class LoadReport:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors or a torch file (loaded with weights_only=True: no code runs).
+    """A state dict from a run folder, .safetensors or a torch file (loaded with weights_only=True: no code runs).
     Chong et al.'s files nest it under 'model' (GCDR's under 'state_dict'); 'module.' is stripped."""
     path = Path(path)
+    if path.is_dir():  # a run folder (e.g. from gaze import-weights): its best (else last) weights
+        from gazecli.core.engine.checkpoint import load_checkpoint, resolve_checkpoint
+
+        return load_checkpoint(resolve_checkpoint(path))[0]
     if not path.is_file():
         raise DataError(f"{path}: initial weights not found")
     if path.suffix == ".safetensors":

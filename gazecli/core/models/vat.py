@@ -3,7 +3,8 @@
 Scene pathway on RGB + head channel, head pathway on the face crop, a head-conditioned
 softmax attention over the scene feature grid, then a 1x1 encoder and a deconvolution decoder
 to the heatmap, plus an optional in/out head. VAT-GC also pools a Grad-CAM map into the
-attention MLP. With ResNet-50 pathways at 224 px: 61.45 M parameters (VAT-GC 61.46 M).
+attention MLP, whose input is [head channel pooled | Grad-CAM pooled | face feature] in the
+official order. With ResNet-50 pathways at 224 px: 61.45 M parameters (VAT-GC 61.46 M).
 
 `VATEncoder` is the trunk alone (the attended scene feature concatenated with the face
 feature, 2048 x 7 x 7 at paper size); the diffusion prior uses it as its condition. Tensor names
@@ -114,13 +115,13 @@ class VATEncoder(nn.Module):
         face_feat = self.pathway("face", face)  # (B, C, gf, gf)
         face_vec = F.adaptive_avg_pool2d(face_feat, 1).flatten(1)  # (B, C)
         parts = [head.flatten(1), face_vec]
-        if cfg.gradcam:
+        if cfg.gradcam:  # the official order: [head | Grad-CAM | face] (docs/compat.md)
             if gradcam is None:
                 raise ValueError("VAT-GC needs the Grad-CAM map")
             g = gradcam
             for _ in range(2):
                 g = F.max_pool2d(g, 3, 2, 1)
-            parts.append(g.flatten(1))
+            parts.insert(1, g.flatten(1))
         attn = torch.softmax(self.attn(torch.cat(parts, 1)), dim=1).view(-1, 1, cfg.grid, cfg.grid)
         scene_in = [scene, head_channel] + ([head_offsets(head_channel)] if cfg.coords else [])
         scene_feat = self.pathway("scene", torch.cat(scene_in, 1))  # (B, C, g, g)

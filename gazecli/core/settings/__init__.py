@@ -7,11 +7,12 @@ from gazecli.core.settings.demo import DemoSettings
 from gazecli.core.settings.diffusion import DiffusionSettings, MeanTeacherSettings, TrainDiffusionSettings
 from gazecli.core.settings.evaluate import EvalSettings, PredictSettings
 from gazecli.core.settings.gradcam import GradcamSettings
+from gazecli.core.settings.import_weights import ImportWeightsSettings
 from gazecli.core.settings.label import LabelSettings
 from gazecli.core.settings.option_source import flag_name
 from gazecli.core.settings.train import PRESETS, TrainSettings, TrainStudentSettings
 
 __all__ = ["PRESETS", "BaselineSettings", "CheckSettings", "DemoSettings", "DiffusionSettings", "EvalSettings",
-           "GazeSettings", "GradcamSettings", "LabelSettings", "MeanTeacherSettings", "PredictSettings",
-           "SplitSettings", "SynthSettings", "TrainDiffusionSettings", "TrainSettings", "TrainStudentSettings",
+           "GazeSettings", "GradcamSettings", "ImportWeightsSettings", "LabelSettings", "MeanTeacherSettings",
+           "PredictSettings", "SplitSettings", "SynthSettings", "TrainDiffusionSettings", "TrainSettings", "TrainStudentSettings",
            "TrainVQASettings", "flag_name", "load_settings", "option_sources", "to_toml"]

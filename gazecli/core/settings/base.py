@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ValidationError, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 from pydantic_settings import SettingsError as PydanticSettingsError
 
@@ -68,6 +68,9 @@ def cli(*, argument: bool = False, short: str | None = None, panel: str | None =
 
 class GazeSettings(BaseSettings):
     """Base of every command's settings."""
+
+    threads: int = Field(0, ge=0, description="CPU threads (0: the cores this process may use, minus DataLoader "
+                         "workers; OpenMP waits passively; docs/threads.md)", json_schema_extra=cli(panel="Settings"))
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

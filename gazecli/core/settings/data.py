@@ -124,8 +124,6 @@ class TrainVQASettings(GazeSettings):
     device: Device = Field("auto", description=DEVICE_HELP)
     precision: Precision = Field("auto", description="mixed precision on CUDA")
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
-    threads: int = Field(0, ge=0, description="CPU threads of torch (0: its default; 1 is often fastest for this tiny "
-                                             "model on a busy machine)")
     checkpoint_every: int = Field(0, ge=0, description="also save weights/last every N steps (0: at epoch ends)")
     project: Path = Field(Path("runs"), description="parent folder of run folders")
     name: str = Field("vqa", description="run folder name (auto-incremented)")

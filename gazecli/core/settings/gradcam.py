@@ -27,10 +27,15 @@ class GradcamSettings(GazeSettings):
     layers: IntList = Field([-2], description="attention layers to store, comma-separated; negative counts from "
                                               "the end (-2: second-to-last, as the paper)",
                             json_schema_extra=cli(panel="Model"))
-    num_beams: int = Field(1, ge=1, description="beam width of the answer (1: greedy; the paper used 100)",
+    num_beams: int = Field(1, ge=1, description="beam width of the answer (1: greedy; the paper, --compat: 100)",
                            json_schema_extra=cli(panel="Model"))
-    max_answer_tokens: int = Field(10, ge=1, le=256, description="longest answer, in tokens",
+    max_answer_tokens: int = Field(10, ge=1, le=256, description="longest answer, in tokens (--compat: 200)",
                                    json_schema_extra=cli(panel="Model"))
+    length_penalty: float = Field(1.0, description="beam score = log-probability / length^L (0: unnormalised, "
+                                  "as the paper; --compat: 0)", json_schema_extra=cli(panel="Model"))
+    compat: bool = Field(False, description="decode as the official run (beam 100, unnormalised, up to 200 tokens; "
+                         "flags given win) and take the key noun's word index as the token step (docs/compat.md)",
+                         json_schema_extra=cli(panel="Model"))
     image_size: int | None = Field(None, ge=16, le=4096, description="square side the image is resized to for the "
                                    "model (default: the model's own)", json_schema_extra=cli(panel="Model"))
     device: Device = Field("auto", description=DEVICE_HELP, json_schema_extra=cli(panel="Model"))

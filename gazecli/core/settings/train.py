@@ -118,8 +118,9 @@ class TrainStudentSettings(TrainSettings):
                                    "predicted keeps a person", json_schema_extra=cli(panel="Teacher"))
     pseudo_weight: float = Field(1.0, ge=0, description="weight of pseudo-labelled persons in the loss (official 1)",
                                  json_schema_extra=cli(panel="Teacher"))
-    compat: bool = Field(False, description="reproduce the official code: its sampler quirks and the ground-truth "
-                         "in/out flag of unlabelled persons", json_schema_extra=cli(panel="Teacher"))
+    compat: bool = Field(False, description="reproduce the official code (docs/compat.md): its sampler quirks, its "
+                         "Grad-CAM crop, the ground-truth in/out flag of unlabelled persons",
+                         json_schema_extra=cli(panel="Teacher"))
     pseudo_cache: Path | None = Field(None, description="precompute refined pseudo-labels into this folder once and "
                                       "draw one per epoch (default: online, every batch)",
                                       json_schema_extra=cli(panel="Teacher"))

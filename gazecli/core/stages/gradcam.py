@@ -93,7 +93,8 @@ class PromptLoader:
 
 
 def annotate_batch(backend, images, questions, layers: list[int], num_beams: int, max_answer_tokens: int,
-                   key_noun_method: str) -> dict:
+                   key_noun_method: str, length_penalty: float = 1.0, early_stopping: bool = False,
+                   mapping: str = "char-span") -> dict:
     """Answer, key-noun step and raw Grad-CAMs for one batch. Backends whose padded batches
     are not exact (`backend.equal_questions`) get one pass per distinct question instead."""
     if hasattr(backend, "annotate"):  # backends with their own Grad-CAM (cnn: classic, on a conv map)
@@ -103,7 +104,8 @@ def annotate_batch(backend, images, questions, layers: list[int], num_beams: int
         for i, q in enumerate(questions):
             groups.setdefault(q, []).append(i)
         parts = [(idx, _annotate(backend, [images[i] for i in idx], [questions[i] for i in idx], layers, num_beams,
-                                 max_answer_tokens, key_noun_method)) for idx in groups.values()]
+                                 max_answer_tokens, key_noun_method, length_penalty, early_stopping, mapping))
+                 for idx in groups.values()]
         out: dict = {k: [None] * len(questions) for k in ("answer", "key_noun", "step", "tokens")}
         cams = {l: np.zeros((len(questions), *backend.grid), dtype=np.float32) for l in layers}
         for idx, part in parts:
@@ -114,21 +116,27 @@ def annotate_batch(backend, images, questions, layers: list[int], num_beams: int
                     cams[l][i] = part["cams"][l][j]
         out["cams"] = cams
         return out
-    return _annotate(backend, images, questions, layers, num_beams, max_answer_tokens, key_noun_method)
+    return _annotate(backend, images, questions, layers, num_beams, max_answer_tokens, key_noun_method,
+                     length_penalty, early_stopping, mapping)
 
 
-def _annotate(backend, images, questions, layers, num_beams, max_answer_tokens, key_noun_method) -> dict:
+def _annotate(backend, images, questions, layers, num_beams, max_answer_tokens, key_noun_method,
+              length_penalty=1.0, early_stopping=False, mapping="char-span") -> dict:
     from gazecli.core.gradcam.cam import gradcam_from_attention
-    from gazecli.core.gradcam.keynoun import key_noun_step, token_char_spans
+    from gazecli.core.gradcam.keynoun import key_noun_step, token_char_spans, word_index_step
 
     encoded = backend.encode(images, questions)
-    answers = backend.answer(encoded, num_beams=num_beams, max_new_tokens=max_answer_tokens)
+    answers = backend.answer(encoded, num_beams=num_beams, max_new_tokens=max_answer_tokens,
+                             length_penalty=length_penalty, early_stopping=early_stopping)
     eos = backend.eos_ids
     texts, nouns, steps = [], [], []
     for ids in answers:
         text, spans = token_char_spans(backend.tokenizer, ids, backend.special_ids)
         n_content = len(ids) - (1 if ids and ids[-1] in eos else 0)
-        kn = key_noun_step(text, spans, n_content, key_noun_method)
+        if mapping == "word-index":  # --compat: the official word index as the step (docs/compat.md)
+            kn = word_index_step(text, len(ids), n_content, key_noun_method)
+        else:
+            kn = key_noun_step(text, spans, n_content, key_noun_method)
         texts.append(text)
         nouns.append(kn.word)
         steps.append(kn.step)
@@ -148,6 +156,21 @@ def _key_noun_method(setting: str) -> str:
     return setting
 
 
+def decoding_of(s) -> dict:
+    """How answers are decoded and the key noun mapped. --compat: the official OFA run (beam 100,
+    unnormalised scores, up to 200 tokens, stop at num_beams finished hypotheses, the word index
+    as the step), each overridable by its own flag (docs/compat.md)."""
+    given = s.model_fields_set
+    compat = bool(getattr(s, "compat", False))
+
+    def pick(name, official):
+        return getattr(s, name) if (name in given or not compat) else official
+
+    return {"num_beams": pick("num_beams", 100), "length_penalty": float(pick("length_penalty", 0.0)),
+            "max_answer_tokens": pick("max_answer_tokens", 200), "early_stopping": compat,
+            "key_noun_mapping": "word-index" if compat else "char-span"}
+
+
 def recipe_of(s, backend, layers: list[int], key_noun_method: str) -> dict:
     """What decides the numbers in a store; a resumed or merged run must match it."""
     default = backend.num_layers - 2 if backend.num_layers - 2 in layers else layers[0]
@@ -155,8 +178,8 @@ def recipe_of(s, backend, layers: list[int], key_noun_method: str) -> dict:
         "model": str(s.vqa_model), "backend": backend.name, "layers": layers, "default_layer": default,
         "num_layers": backend.num_layers, "grid": list(backend.grid), "image_size": backend.image_size,
         "question": s.question, "question_no_box": s.question_no_box, "draw_box": s.draw_box,
-        "answer_hint": s.answer_hint if backend.name == "vlm" else "", "num_beams": s.num_beams,
-        "max_answer_tokens": s.max_answer_tokens, "key_noun": key_noun_method,
+        "answer_hint": s.answer_hint if backend.name == "vlm" else "", "key_noun": key_noun_method,
+        **decoding_of(s),
     }
 
 
@@ -204,6 +227,7 @@ def run_gradcam(s, progress: Progress | None = None, dist=None, backend=None) ->
     layers = backend.resolve_layers(list(s.layers))
     store = GradcamStore(s.out)
     recipe = recipe_of(s, backend, layers, key_method)
+    dec = decoding_of(s)
     store.check_recipe(recipe)
     if dist.is_main:
         store.ensure_meta(recipe)
@@ -233,7 +257,8 @@ def run_gradcam(s, progress: Progress | None = None, dist=None, backend=None) ->
             if hasattr(backend, "annotate_persons"):  # the simulated ablation: answers from the sidecar
                 out = backend.annotate_persons([keys[r] for r in batch_rows], layers)
             else:
-                out = annotate_batch(backend, images, questions, layers, s.num_beams, s.max_answer_tokens, key_method)
+                out = annotate_batch(backend, images, questions, layers, dec["num_beams"], dec["max_answer_tokens"],
+                                     key_method, dec["length_penalty"], dec["early_stopping"], dec["key_noun_mapping"])
             records = Records.from_raw([keys[r][0] for r in batch_rows],
                                        [keys[r][1:] for r in batch_rows], out["cams"], out["answer"],
                                        out["key_noun"], out["step"], out["tokens"], drew)

@@ -6,13 +6,14 @@ Supervised mode (`--teacher none`) trains on the labelled part of the split only
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gazecli.core.data.dataset import GazeDataset
+from gazecli.core.data.transforms import SampleConfig
 from gazecli.core.engine.device import resolve_device
 from gazecli.core.engine.sampling import EpochBatches
 from gazecli.core.engine.precision import resolve_precision
@@ -25,6 +26,12 @@ from gazecli.core.settings import TrainStudentSettings, to_toml
 from gazecli.core.stages.common import (heatmap_evaluator, resolve_split, run_meta, sample_config, select_mode,
     split_summary)
 from gazecli.core.teachers import NEEDS_GRADCAM, TeacherConfig, load_teacher
+
+
+def training_sample_config(settings: TrainStudentSettings, augment: bool) -> SampleConfig:
+    """The training views: under --compat the official Grad-CAM crop and out-of-frame zeroing
+    (docs/compat.md); evaluation views never read the in/out flag."""
+    return replace(sample_config(settings, augment), gradcam_compat=settings.compat)
 
 
 def student_model_config(settings: TrainStudentSettings) -> dict:
@@ -119,7 +126,7 @@ def train_student(settings: TrainStudentSettings, reporter: Reporter | None = No
             from gazecli.core.teachers.cache import CachedTeacher
 
             teacher = CachedTeacher()
-    dataset = GazeDataset(train_table, sample_config(settings, settings.augment), labelled=split.labelled,
+    dataset = GazeDataset(train_table, training_sample_config(settings, settings.augment), labelled=split.labelled,
                           maps=maps, seed=settings.seed, expose_unlabelled_labels=rule == "ground-truth")
     info = env_info()
     for name, value in (("--batch-size", settings.batch_size), ("--labeled-batch-size", settings.labeled_batch_size)):
@@ -212,7 +219,7 @@ def cached_pseudo_labels(settings, train_table, split, maps, teacher, device, re
 
     cache = PseudoLabelCache(settings.pseudo_cache, cache_recipe(settings))
     if not cache.complete():
-        views = GazeDataset(train_table, sample_config(settings, False), labelled=split.labelled, maps=maps,
+        views = GazeDataset(train_table, training_sample_config(settings, False), labelled=split.labelled, maps=maps,
                             seed=settings.seed)
         rows = np.flatnonzero(split.unlabelled)
         if reporter:
