@@ -137,8 +137,10 @@ def load_backend(model: str, backend: str = "auto", device: str | Any = "auto", 
     """Load a VQA model and wrap it in its backend. Errors a user can cause are ModelError lines."""
     from gazecli.core.vqa.cnn import is_cnn_folder
 
-    cnn_source = resolve_model_source(model)
-    if backend == "cnn" or is_cnn_folder(cnn_source):  # the convolutional GazeWorld VQA (gradcam/cnn_backend.py)
+    name = str(model).strip()
+    candidate = NAMED_MODELS[name]() if name in NAMED_MODELS else Path(name).expanduser()
+    if backend == "cnn" or is_cnn_folder(candidate):  # the convolutional GazeWorld VQA (gradcam/cnn_backend.py)
+        cnn_source = resolve_model_source(model)
         if not is_cnn_folder(cnn_source):
             raise ModelError(f"--backend cnn: {cnn_source} is not a convolutional GazeWorld VQA folder "
                              f"(gaze data train-vqa --arch cnn)")
