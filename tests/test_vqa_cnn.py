@@ -185,3 +185,26 @@ def test_demo_sweep_rejects_bad_accuracies_in_one_line(tmp_path):
     code, out, err = run_cli("demo", "--sweep", "--sweep-p", "0.5,1.5", "--out", tmp_path / "o")
     assert code == 2 and "--sweep-p: expected 'guess' or a number in [0, 1], got '1.5'" in err
     assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_the_shipped_cnn_vqa_is_small_text_trained_and_runs_in_gradcam(world, tmp_path):
+    from gazecli.core.gradcam.backends import resolve_model_source
+    from gazecli.core.stages.gradcam import run_gradcam
+    from gazecli.core.gradcam.store import GradcamStore
+    from gazecli.core.settings import GradcamSettings, load_settings
+    from gazecli.core.vqa.cnn import ANSWERS, is_cnn_folder
+
+    folder = Path(resolve_model_source("gazeworld-cnn"))
+    assert folder.name == "gazeworld_cnn_vqa" and is_cnn_folder(folder)
+    assert sum(f.stat().st_size for f in folder.iterdir()) <= 5 * 1024 * 1024
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["supervision"].startswith("answer text only") and meta["world"]["seed"] != 0  # not the demo's world
+    out = tmp_path / "store"
+    s = load_settings(GradcamSettings, dict(data=world, split="test", vqa_model="gazeworld-cnn", out=out, device="cpu",
+                                            batch_size=8))
+    summary = run_gradcam(s)
+    split = GradcamStore(out).split("test")
+    assert summary["backend"] == "cnn" and summary["computed"] == len(split) > 0
+    assert set(split.index()["persons"]["answer"]) <= set(ANSWERS)
+    maps = np.stack([split.raw(0, i) for i in range(len(split))])
+    assert (maps >= 0).all() and (maps.reshape(len(maps), -1).max(1) > 0).all()

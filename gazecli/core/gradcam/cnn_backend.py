@@ -20,8 +20,6 @@ class CNNBackend:
     equal_questions = False
 
     def __init__(self, model, meta: dict, source: str, device):
-        from gazecli.core.vqa.cnn import ANSWERS
-
         self.model = model.to(device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -30,9 +28,7 @@ class CNNBackend:
         self.device = device
         self.image_size = int(model.cfg.image_size)
         self.grid = (model.cfg.grid, model.cfg.grid)
-        self.answers = list(model.cfg.answers)
-        if self.answers != list(ANSWERS)[:len(self.answers)]:
-            pass  # the model's own answer list (from its config) is what its outputs mean
+        self.answers = list(model.cfg.answers)  # the model's own answer list (its config): what its outputs mean
         self.eos_ids: set[int] = set()
         self.special_ids: set[int] = set()
         self.grad_scale = 1.0
