@@ -10,10 +10,13 @@
    - gaze-question answer accuracy against the sidecar's target class ("nothing" for a person
      looking at no object), next to three model-free guesses: the majority answer, a uniform
      guess among the classes present (0.365 in the prototype's notes), and the most frequent
-     class present (GazeWorld's same-class twins make it strong: it needs no gaze at all);
+     class present (GazeWorld's same-class twins make it strong: it needs no gaze at all), and the
+     accuracy on the persons whose gazed class is not (one of) the most frequent class(es) present
+     (`gaze_accuracy_not_modal`, `n_not_modal`), where that guess fails;
    - the Grad-CAM as a gaze heatmap against the true target (GazeFollow AUC at native
      resolution, Avg L2 of the argmax; the map resampled as `train-student` reads stores), for
-     each text-encoder layer (the store's default is the second-to-last), beside the centre prior
+     each layer (BLIP: text-encoder layers, the store's default is the second-to-last; cnn: its one
+     conv map, classic Grad-CAM), beside the centre prior
      and the ORACLE-class ablation maps (Gaussians on every object of the true class);
    - where the CAM mass goes: the share of the (min-max normalised) map on grid cells that an
      object of the *answered* class / of the *true* class overlaps, and how often the argmax cell
@@ -83,18 +86,29 @@ def accuracy_by_type(model_folder, world: Path, limit: int = 500) -> dict:
     """{type: {"accuracy", "n", "majority"}} on the world's test QA pairs; "majority" is the
     accuracy of always giving the most frequent answer of each question (a language prior that
     looks at no image, measured on the same pairs: an upper bound on what the prior can do)."""
-    from gazecli.core.vqa.data import PromptedViews, score_answers
-    from gazecli.core.vqa.model import load_folder
     from gazecli.core.data.gazeworld_qa import QUESTION_TYPES
+    from gazecli.core.vqa.cnn import is_cnn_folder
     from gazecli.core.vqa.data import read_qa
 
-    model, processor = load_folder(Path(model_folder))
-    tok = processor.tokenizer
     records = read_qa(world, "test")
-    views = PromptedViews(world, records, processor.image_processor.size["height"], tok,
-                          tok.convert_tokens_to_ids("[DEC]"), types=QUESTION_TYPES)
-    rows = views.all_pairs(QUESTION_TYPES, limit, seed=0)
-    result = score_answers(model, views, rows, "cpu")
+    if is_cnn_folder(model_folder):  # the convolutional VQA (gaze data train-vqa --arch cnn)
+        from gazecli.core.vqa.cnn import load_folder as load_cnn
+        from gazecli.core.vqa.cnn_train import cnn_views, score_cnn_answers
+
+        model, _ = load_cnn(Path(model_folder))
+        views = cnn_views(world, records, model.cfg.image_size, QUESTION_TYPES)
+        rows = views.all_pairs(QUESTION_TYPES, limit, seed=0)
+        result = score_cnn_answers(model, views, rows, "cpu")
+    else:
+        from gazecli.core.vqa.data import PromptedViews, score_answers
+        from gazecli.core.vqa.model import load_folder
+
+        model, processor = load_folder(Path(model_folder))
+        tok = processor.tokenizer
+        views = PromptedViews(world, records, processor.image_processor.size["height"], tok,
+                              tok.convert_tokens_to_ids("[DEC]"), types=QUESTION_TYPES)
+        rows = views.all_pairs(QUESTION_TYPES, limit, seed=0)
+        result = score_answers(model, views, rows, "cpu")
     pairs = views.pairs[rows[:, 1]]
     out = {}
     for t, name in enumerate(QUESTION_TYPES):
@@ -173,12 +187,14 @@ def main() -> None:
     # answers vs model-free guesses
     correct = np.array([a == t for a, t in zip(answers, truth)])
     majority = Counter(truth).most_common(1)[0][0]
-    uniform, frequent = [], []
+    uniform, frequent, not_modal = [], [], []
     for record, t in zip(records, truth):
         counts = Counter(o["cls"] for o in record["objects"])
         uniform.append(float(t in counts) / len(counts))
         top = [c for c, n in counts.items() if n == max(counts.values())]
         frequent.append(float(t in top) / len(top))
+        not_modal.append(t not in top)  # the gazed class is not (one of) the most frequent class(es) present
+    not_modal = np.array(not_modal, dtype=bool)
     subject = np.array([record["persons"][0] is p for record, p in zip(records, persons)])
     accuracy = {
         "gaze_question_accuracy": float(correct.mean()), "subjects_only": float(correct[subject].mean()),
@@ -186,6 +202,9 @@ def main() -> None:
         "guess_majority": float(np.mean([t == majority for t in truth])),
         "guess_uniform_among_present": float(np.mean(uniform)),
         "guess_most_frequent_present": float(np.mean(frequent)),
+        "gaze_accuracy_not_modal": float(correct[not_modal].mean()) if not_modal.any() else float("nan"),
+        "n_not_modal": int(not_modal.sum()),
+        "gaze_accuracy_modal": float(correct[~not_modal].mean()) if (~not_modal).any() else float("nan"),
         "answers": dict(Counter(answers).most_common()),
     }
 

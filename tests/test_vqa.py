@@ -231,11 +231,11 @@ def test_gazeworld_names_the_shipped_model_and_gradcam_runs_on_it(world, tmp_pat
     from gazecli.core.settings import GradcamSettings, load_settings
 
     root, _ = world
-    folder = Path(resolve_model_source("gazeworld"))
+    folder = Path(resolve_model_source("gazeworld-blip"))
     assert folder == Path(__file__).resolve().parents[1] / "gazecli" / "assets" / "gazeworld_vqa"
     assert {"config.json", "model.safetensors", "gazeworld_vqa.json"} <= {p.name for p in folder.iterdir()}
     out = tmp_path / "store"
-    s = load_settings(GradcamSettings, dict(data=root, split="test", vqa_model="gazeworld", out=out, device="cpu",
+    s = load_settings(GradcamSettings, dict(data=root, split="test", vqa_model="gazeworld-blip", out=out, device="cpu",
                                             batch_size=8))
     summary = run_gradcam(s)
     split = GradcamStore(out).split("test")
@@ -259,7 +259,7 @@ def test_the_shipped_model_answers_the_gaze_question_above_the_majority_and_an_u
 
     root = tmp_path / "sample"
     synthesize_gazeworld(root, 0, 60, seed=424242)
-    folder = Path(resolve_model_source("gazeworld"))
+    folder = Path(resolve_model_source("gazeworld-blip"))
     model, processor = load_folder(folder)
     records = read_qa(root, "test")
     tok = processor.tokenizer

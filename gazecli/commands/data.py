@@ -145,7 +145,7 @@ def baseline(s: BaselineSettings) -> None:
 
 @settings_command(app, "train-vqa", TrainVQASettings, resumable=True)
 def train_vqa(s: TrainVQASettings) -> None:
-    """Train the GazeWorld VQA model (BLIP architecture, from scratch) on GazeWorld's question-answer text;
+    """Train a GazeWorld VQA model (--arch blip: BLIP; cnn: convolutional) from scratch on GazeWorld's question-answer text;
     export it as a folder that gaze gradcam --vqa-model reads."""
     from gazecli.commands._report import RichReporter, console, metrics_table, print_outputs
     from gazecli.core.stages.train_vqa import train_vqa as run

@@ -41,8 +41,9 @@ def demo(s: DemoSettings) -> None:
     from gazecli.commands._report import console, err_console, metrics_table, print_outputs, progress_bar
     from gazecli.core.stages.demo import prepare_world, run_demo
 
-    with progress_bar("GazeWorld", "images") as world_progress:
-        prepare_world(s, world_progress)
+    if not s.sweep:
+        with progress_bar("GazeWorld", "images") as world_progress:
+            prepare_world(s, world_progress)
     live = Live(console=err_console, refresh_per_second=2, transient=False) if err_console.is_terminal else None
 
     def show(graph):
@@ -56,6 +57,12 @@ def demo(s: DemoSettings) -> None:
     finally:
         if live is not None:
             live.stop()
+    if s.sweep:  # the VQA-quality sweep (an ablation)
+        from gazecli.core.stages.demo.sweep import sweep_markdown
+
+        console.print(sweep_markdown(results))
+        print_outputs(f"sweep in {s.out}", results["files"])
+        return
     from gazecli.core.seed_summary import fmt
 
     seeds = ", ".join(map(str, results["seeds"]))

@@ -13,6 +13,8 @@ layers, and the patch grid. `cam.gradcam_from_attention` turns that into Grad-CA
   Idefics3 / SmolVLM), loaded with eager attention; the CAM is taken on the attention from
   the position that generates the key noun to the image-token positions (layers of the
   language model).
+- `cnn`: the convolutional GazeWorld VQA (`vqa.cnn`, `gaze data train-vqa --arch cnn`), with
+  classic Grad-CAM on its last conv map (`cnn_backend.py`; no transformers needed).
 
 Images are resized to the model's square input by the caller (`prompt.resize_square`), so
 the grid covers the whole image. Models load from a local folder, a Hugging Face id, or a
@@ -37,12 +39,22 @@ INSTALL_HINT = "pip install 'gazecli[vqa]'"
 
 
 def _gazeworld_vqa_folder() -> Path:
-    """The GazeWorld VQA model shipped inside the package (`gaze data train-vqa`)."""
+    """The GazeWorld BLIP VQA shipped inside the package (`gaze data train-vqa`)."""
     return Path(__file__).resolve().parents[2] / "assets" / "gazeworld_vqa"
 
 
+def _gazeworld_cnn_folder() -> Path:
+    """The convolutional GazeWorld VQA shipped inside the package (`gaze data train-vqa --arch cnn`)."""
+    return Path(__file__).resolve().parents[2] / "assets" / "gazeworld_cnn_vqa"
+
+
+# `--vqa-model gazeworld`: the shipped GazeWorld VQA whose pseudo-labels are best on the demo's
+# world (measured: README, "GazeWorld VQA"); the other stays available by its own name.
+GAZEWORLD_DEFAULT = "gazeworld-blip"
 # Named local models: `--vqa-model NAME` resolves through this dict to a model folder.
-NAMED_MODELS: dict[str, Callable[[], Path]] = {"gazeworld": _gazeworld_vqa_folder}
+NAMED_MODELS: dict[str, Callable[[], Path]] = {"gazeworld-blip": _gazeworld_vqa_folder,
+                                               "gazeworld-cnn": _gazeworld_cnn_folder}
+NAMED_MODELS["gazeworld"] = NAMED_MODELS[GAZEWORLD_DEFAULT]
 PLANNED_NAMED_MODELS: dict[str, str] = {}  # names reserved for models a later gazecli ships: NAME -> why not yet
 
 
@@ -115,9 +127,33 @@ def resolve_dtype(precision: str, device):
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
+def _cnn_source(model: str, backend: str) -> str | None:
+    """The folder of the convolutional GazeWorld VQA that `model` names, else None (the other
+    backends report their own errors); `--backend cnn` refuses anything else."""
+    from gazecli.core.vqa.cnn import is_cnn_folder
+
+    try:
+        source = resolve_model_source(model)
+    except ModelError:
+        if backend == "cnn":
+            raise
+        return None
+    if is_cnn_folder(source):
+        return source
+    if backend == "cnn":
+        raise ModelError(f"--backend cnn: {source} is not a convolutional GazeWorld VQA folder "
+                         f"(gaze data train-vqa --arch cnn)")
+    return None
+
+
 def load_backend(model: str, backend: str = "auto", device: str | Any = "auto", precision: str = "auto",
                  image_size: int | None = None, answer_hint: str = "") -> "VQABackend":
     """Load a VQA model and wrap it in its backend. Errors a user can cause are ModelError lines."""
+    cnn_source = _cnn_source(model, backend)
+    if cnn_source is not None:  # the convolutional GazeWorld VQA (gradcam/cnn_backend.py): no transformers
+        from gazecli.core.gradcam.cnn_backend import load_cnn_backend
+
+        return load_cnn_backend(cnn_source, device)
     require_transformers()
     import torch
     from transformers import AutoConfig, AutoProcessor

@@ -84,10 +84,18 @@ class TrainVQASettings(GazeSettings):
 
     data: ExistingDir = Field(description="a GazeWorld root (gaze data synth) whose question-answer pairs train the "
                                           "model; its test split, when present, is scored at the end")
+    arch: Literal["blip", "cnn"] = Field("blip", description="blip: a tiny BLIP (Grad-CAM on cross-attention); cnn: "
+                                         "the convolutional late-fusion VQA (classic Grad-CAM on its last conv map)",
+                                         json_schema_extra=cli(panel="Model"))
+    gaze_weight: float = Field(3.0, gt=0, description="--arch cnn: loss weight of the gaze question",
+                               json_schema_extra=cli(panel="Curriculum"))
+    relative_hop: bool = Field(True, description="--arch cnn: the second attention pooling sees positions relative "
+                                                 "to the first one's", json_schema_extra=cli(panel="Model"))
     image_size: int = Field(128, ge=16, le=1024, description="square input side in pixels", json_schema_extra=cli(panel="Model"))
     patch_size: int = Field(16, ge=2, description="ViT patch side (image-size / patch-size is the Grad-CAM grid)",
                             json_schema_extra=cli(panel="Model"))
-    hidden_size: int = Field(64, ge=8, description="width of the vision and text transformers",
+    hidden_size: int = Field(64, ge=8, description="width of the vision and text transformers (--arch cnn: of the "
+                                                   "conv trunk; its Grad-CAM map has twice as many channels)",
                              json_schema_extra=cli(panel="Model"))
     vision_layers: int = Field(3, ge=1, description="vision transformer layers", json_schema_extra=cli(panel="Model"))
     text_layers: int = Field(2, ge=1, description="layers of the question encoder and of the answer decoder",

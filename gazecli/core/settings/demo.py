@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from gazecli.core.settings.base import DEVICE_HELP, Device, GazeSettings, IntList, cli
+from gazecli.core.settings.base import DEVICE_HELP, Device, GazeSettings, IntList, StrList, cli
+
+
+def _sweep_p(values: list[str]) -> list[str]:
+    """--sweep-p: "guess" or answer accuracies in [0, 1]."""
+    for v in values:
+        if v == "guess":
+            continue
+        try:
+            ok = 0.0 <= float(v) <= 1.0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"expected 'guess' or a number in [0, 1], got {v!r}")
+    if not values:
+        raise ValueError("give at least one value")
+    return values
 
 
 class DemoSettings(GazeSettings):
@@ -23,6 +40,15 @@ class DemoSettings(GazeSettings):
                                           "10-minute CPU configuration")
     vqa_model: str = Field("gazeworld", description="VQA model of the Grad-CAM stage (gazeworld: the shipped one)")
     train_vqa: bool = Field(False, description="retrain the GazeWorld VQA on this world's question-answer pairs first")
+    sweep: bool = Field(False, description="VQA-quality sweep (an ablation): the demo per seed with the shipped VQA "
+                                           "and SIMULATED VQAs of answer accuracy --sweep-p; --out gets sweep.md/.json/.png",
+                        json_schema_extra=cli(panel="Sweep"))
+    sweep_seeds: IntList = Field([0, 1, 2], description="--sweep: seeds", json_schema_extra=cli(panel="Sweep"))
+    sweep_p: Annotated[list[str], StrList, AfterValidator(_sweep_p)] = Field(
+        ["guess", "0.5", "0.75", "1.0"], description="--sweep: simulated answer accuracies (guess: the gaze-free "
+                                                    "most-frequent-class guess)", json_schema_extra=cli(panel="Sweep"))
+    sweep_shipped: bool = Field(True, description="--sweep: also the --vqa-model row (the method)",
+                                json_schema_extra=cli(panel="Sweep"))
     ablations: bool = Field(False, description="also train the student with the noise teacher (the prior sampled "
                                                "from pure noise, no Grad-CAM: the paper's ablation)")
     jobs: int = Field(0, ge=0, description="stages run side by side in worker processes (0: min(2, CPU cores))")

@@ -20,9 +20,10 @@ class GradcamSettings(GazeSettings):
     vqa_model: str | None = Field(
         None, description="VQA model: a local folder, a Hugging Face id (e.g. Salesforce/blip-vqa-base) or a named "
                           "model", json_schema_extra=cli(panel="Model"))
-    backend: Literal["auto", "blip", "vlm"] = Field(
-        "auto", description="blip: BlipForQuestionAnswering; vlm: LLaVA / PaliGemma / Qwen2-VL / Idefics3 "
-                            "(auto: from the model's config)", json_schema_extra=cli(panel="Model"))
+    backend: Literal["auto", "blip", "vlm", "cnn"] = Field(
+        "auto", description="blip: BlipForQuestionAnswering; vlm: LLaVA / PaliGemma / Qwen2-VL / Idefics3; cnn: the "
+                            "convolutional GazeWorld VQA, classic Grad-CAM (auto: from the model's config)",
+        json_schema_extra=cli(panel="Model"))
     layers: IntList = Field([-2], description="attention layers to store, comma-separated; negative counts from "
                                               "the end (-2: second-to-last, as the paper)",
                             json_schema_extra=cli(panel="Model"))

@@ -97,6 +97,8 @@ def annotate_batch(backend, images, questions, layers: list[int], num_beams: int
                    mapping: str = "char-span") -> dict:
     """Answer, key-noun step and raw Grad-CAMs for one batch. Backends whose padded batches
     are not exact (`backend.equal_questions`) get one pass per distinct question instead."""
+    if hasattr(backend, "annotate"):  # backends with their own Grad-CAM (cnn: classic, on a conv map)
+        return backend.annotate(images, questions, layers)
     if getattr(backend, "equal_questions", False) and len(set(questions)) > 1:
         groups: dict[str, list[int]] = {}
         for i, q in enumerate(questions):
@@ -202,6 +204,7 @@ def run_gradcam(s, progress: Progress | None = None, dist=None, backend=None) ->
     from gazecli.core.data import read_persons
     from gazecli.core.engine import distributed
     from gazecli.core.gradcam.backends import load_backend
+    from gazecli.core.gradcam.simulated import SimulatedVQA, is_simulated
 
     t0 = time.perf_counter()
     owns_group = False
@@ -217,6 +220,8 @@ def run_gradcam(s, progress: Progress | None = None, dist=None, backend=None) ->
     shard = parse_shard(s.shard)
     rows = work_rows(table, s.limit, shard, dist.rank, dist.world_size)
     key_method = _key_noun_method(s.key_noun)
+    if backend is None and is_simulated(s.vqa_model):  # an ABLATION read from the sidecar (gradcam/simulated.py)
+        backend = SimulatedVQA(s.vqa_model, s.data, s.split)
     if backend is None:
         backend = load_backend(s.vqa_model, s.backend, _device_for(s, dist), s.precision, s.image_size, s.answer_hint)
     layers = backend.resolve_layers(list(s.layers))
@@ -249,8 +254,11 @@ def run_gradcam(s, progress: Progress | None = None, dist=None, backend=None) ->
         for bi, (chunk_start, batch_rows) in enumerate(batches):
             images, questions, drew = pending.result()
             pending = pool.submit(loader, batches[bi + 1][1]) if bi + 1 < len(batches) else None
-            out = annotate_batch(backend, images, questions, layers, dec["num_beams"], dec["max_answer_tokens"],
-                                 key_method, dec["length_penalty"], dec["early_stopping"], dec["key_noun_mapping"])
+            if hasattr(backend, "annotate_persons"):  # the simulated ablation: answers from the sidecar
+                out = backend.annotate_persons([keys[r] for r in batch_rows], layers)
+            else:
+                out = annotate_batch(backend, images, questions, layers, dec["num_beams"], dec["max_answer_tokens"],
+                                     key_method, dec["length_penalty"], dec["early_stopping"], dec["key_noun_mapping"])
             records = Records.from_raw([keys[r][0] for r in batch_rows],
                                        [keys[r][1:] for r in batch_rows], out["cams"], out["answer"],
                                        out["key_noun"], out["step"], out["tokens"], drew)

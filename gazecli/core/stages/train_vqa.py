@@ -61,13 +61,14 @@ def held_out_images(n: int, fraction: float, seed: int) -> np.ndarray:
     return val
 
 
-def learning_rate(step: int, s: TrainVQASettings, total_steps: int) -> float:
-    """Linear warm-up to --lr over --warmup-steps, then cosine to 1 % of it at the last step."""
+def learning_rate(step: int, s: TrainVQASettings, total_steps: int, floor: float = 0.01) -> float:
+    """Linear warm-up to --lr over --warmup-steps, then cosine to `floor` of it (BLIP 1 %, cnn 5 %)
+    at the last step."""
     if s.warmup_steps and step <= s.warmup_steps:
         return s.lr * step / s.warmup_steps
     span = max(1, total_steps - s.warmup_steps)
     t = min(1.0, (step - s.warmup_steps) / span)
-    return s.lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
+    return s.lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
 def vqa_loss(net, batch: dict, ctx: StepContext | None = None) -> tuple[torch.Tensor, dict]:
@@ -96,10 +97,12 @@ def vqa_loss(net, batch: dict, ctx: StepContext | None = None) -> tuple[torch.Te
     return loss, logs
 
 
-def vqa_evaluator(views_for, device, eval_limit: int, seed: int):
+def vqa_evaluator(views_for, device, eval_limit: int, seed: int, score_answers=None):
     """split name -> metrics: gaze_acc (every gaze question), grounding_acc (mean over the other
-    types, up to eval_limit pairs each) and by_type (a line: each type's accuracy and count)."""
-    from gazecli.core.vqa.data import score_answers
+    types, up to eval_limit pairs each) and by_type (a line: each type's accuracy and count).
+    `score_answers(model, views, rows, device)`: the BLIP VQA's (`vqa.data`) unless given."""
+    if score_answers is None:
+        from gazecli.core.vqa.data import score_answers
 
     cache: dict = {}
 
@@ -124,26 +127,18 @@ def vqa_evaluator(views_for, device, eval_limit: int, seed: int):
 
 def train_vqa(s: TrainVQASettings, reporter: Reporter | None = None, progress=None) -> dict:
     """Train, select on validation gaze accuracy, score the test split, export RUN/model/.
-    Returns {"result": TrainResult, "model_dir", "files", "parameters", "test_metrics", ...}."""
+    Returns {"result": TrainResult, "model_dir", "files", "parameters", "test_metrics", ...}.
+    `--arch cnn` trains the convolutional VQA instead (`train_vqa_cnn`)."""
+    if s.arch == "cnn":
+        return train_vqa_cnn(s, reporter, progress)
     from gazecli.core.engine.distributed import env_info
     from gazecli.core.engine.seed import seed_everything
     from gazecli.core.vqa.data import PromptedViews
     from gazecli.core.vqa.model import GazeWorldVQA, build_blip, build_tokenizer, count_parameters, export_folder
 
     t0 = time.perf_counter()
-    if s.threads:
-        torch.set_num_threads(s.threads)
-    device = resolve_device(s.device)
-    precision = resolve_precision(s.precision, device)
-    root = Path(s.data)
-    records = read_qa(root, "train")
-    if s.max_images is not None:
-        records = records[: s.max_images]
-    if len(records) < 2:
-        raise DataError(f"{root}: {len(records)} training image(s); train-vqa needs at least 2")
-    val = held_out_images(len(records), s.val_fraction, s.seed)
-    train_records = [r for r, v in zip(records, val) if not v]
-    val_records = [r for r, v in zip(records, val) if v]
+    device, precision, root, records = _start(s)
+    train_records, val_records = split_records(records, s)
     cfg = vqa_config(s)
     tokenizer = build_tokenizer()
     bos = tokenizer.convert_tokens_to_ids("[DEC]")
@@ -175,7 +170,7 @@ def train_vqa(s: TrainVQASettings, reporter: Reporter | None = None, progress=No
             if name == "val":
                 views["val"] = PromptedViews(root, val_records, cfg.image_size, tokenizer, bos, eval_types)
             elif name == "test":
-                if not (root / QA_NAMES["test"]).is_file() and not (root / "gazeworld_test.jsonl").is_file():
+                if not _has_test(root):
                     return None
                 views["test"] = PromptedViews(root, read_qa(root, "test"), cfg.image_size, tokenizer, bos, eval_types)
         return views[name]
@@ -226,17 +221,8 @@ def train_vqa(s: TrainVQASettings, reporter: Reporter | None = None, progress=No
     result: TrainResult = train(spec, device, precision, s.seed, s.project, s.name, s.resume, s.workers, reporter)
 
     # `model` now holds the best weights (the engine loaded them to score the test split)
-    meta = json.loads((root / "gazeworld.json").read_text()) if (root / "gazeworld.json").is_file() else {}
-    best_meta = json.loads(result.best.with_suffix(".json").read_text()) if result.best is not None else {}
-    provenance = {
-        "trained_by": "gaze data train-vqa", "settings": s.model_dump(mode="json"),
-        "world": {"root": str(root), "generator": meta.get("generator"), "seed": meta.get("seed"),
-                  "difficulty": meta.get("difficulty"), "size": meta.get("size"),
-                  "train_images": len(train_records), "val_images": len(val_records)},
-        "parameters": count_parameters(model), "best_epoch": best_meta.get("epoch_next"),
-        "val_metrics": best_meta.get("metrics", {}), "test_metrics": result.test_metrics or {},
-        "supervision": "answer text only (GazeWorld question-answer pairs); no location, box or map is a target",
-    }
+    provenance = {"trained_by": "gaze data train-vqa", "settings": s.model_dump(mode="json"),
+                  **_provenance(result, root, train_records, val_records), "parameters": count_parameters(model)}
     model_dir = result.run_dir / MODEL_FOLDER
     files = export_folder(model.cpu(), cfg, model_dir, provenance)
     return {"result": result, "model_dir": model_dir, "files": [*result.files, *files],
@@ -245,6 +231,111 @@ def train_vqa(s: TrainVQASettings, reporter: Reporter | None = None, progress=No
             "grad_norms": result.run_dir / GRAD_NORMS}
 
 
+
+
+def _start(s: TrainVQASettings):
+    """Threads, device, precision, the world's root and its training QA records (at least 2)."""
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    device = resolve_device(s.device)
+    precision = resolve_precision(s.precision, device)
+    root = Path(s.data)
+    records = read_qa(root, "train")
+    if s.max_images is not None:
+        records = records[: s.max_images]
+    if len(records) < 2:
+        raise DataError(f"{root}: {len(records)} training image(s); train-vqa needs at least 2")
+    return device, precision, root, records
+
+
+def split_records(records: list[dict], s: TrainVQASettings) -> tuple[list[dict], list[dict]]:
+    """(training, validation) images: --val-fraction held out, seeded (`held_out_images`)."""
+    val = held_out_images(len(records), s.val_fraction, s.seed)
+    return [r for r, v in zip(records, val) if not v], [r for r, v in zip(records, val) if v]
+
+
+def _has_test(root: Path) -> bool:
+    return (root / QA_NAMES["test"]).is_file() or (root / "gazeworld_test.jsonl").is_file()
+
+
+def _provenance(result: TrainResult, root: Path, train_records: list, val_records: list) -> dict:
+    """What the exported folder records of its world, its best epoch and its scores."""
+    meta = json.loads((root / "gazeworld.json").read_text()) if (root / "gazeworld.json").is_file() else {}
+    best_meta = json.loads(result.best.with_suffix(".json").read_text()) if result.best is not None else {}
+    return {"world": {"root": str(root), "generator": meta.get("generator"), "seed": meta.get("seed"),
+                      "difficulty": meta.get("difficulty"), "size": meta.get("size"),
+                      "train_images": len(train_records), "val_images": len(val_records)},
+            "best_epoch": best_meta.get("epoch_next"), "val_metrics": best_meta.get("metrics", {}),
+            "test_metrics": result.test_metrics or {},
+            "supervision": "answer text only (GazeWorld question-answer pairs); no location, box or map is a target"}
+
+
+def train_vqa_cnn(s: TrainVQASettings, reporter: Reporter | None = None, progress=None) -> dict:
+    """`--arch cnn`: the convolutional VQA (`vqa.cnn`), answer classes, the gaze question weighted
+    --gaze-weight (`vqa.cnn_train`), a cosine to 5 % of --lr; the same selection, test score and
+    export (`RUN/model/`: config.json + model.safetensors) as the BLIP VQA."""
+    from gazecli.core.engine.distributed import env_info
+    from gazecli.core.engine.seed import seed_everything
+    from gazecli.core.vqa.cnn import CNNVQA, CNNVQAConfig, count_parameters, save_folder
+    from gazecli.core.vqa.cnn_train import cnn_views, cnn_vqa_loss, score_cnn_answers
+
+    t0 = time.perf_counter()
+    device, precision, root, records = _start(s)
+    train_records, val_records = split_records(records, s)
+    reporter = reporter or SilentReporter()
+    reporter.message(f"preparing prompted images: {len(train_records)} training, {len(val_records)} validation "
+                     f"images of {root}")
+    types = tuple(dict.fromkeys([*s.questions]))
+    train_views = cnn_views(root, train_records, s.image_size, types, s.questions_per_view, s.seed, progress)
+    eval_types = tuple(dict.fromkeys([*types, GAZE]))
+    views: dict = {}
+
+    def views_for(name: str):
+        if name not in views:
+            if name == "val":
+                views[name] = cnn_views(root, val_records, s.image_size, eval_types)
+            else:
+                views[name] = cnn_views(root, read_qa(root, "test"), s.image_size, eval_types) if _has_test(root) else None
+        return views[name]
+
+    seed_everything(s.seed)
+    cfg = CNNVQAConfig(image_size=s.image_size, relative_hop=s.relative_hop, width=s.hidden_size,
+                       stem=(s.hidden_size // 2, s.hidden_size), cam_channels=2 * s.hidden_size)
+    model = CNNVQA(cfg)
+    info = env_info()
+    batches = EpochBatches(np.arange(len(train_views)), s.batch_size // info.world_size, seed=s.seed,
+                           rank=info.rank, world_size=info.world_size)
+    total = len(batches) * s.epochs
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=learning_rate(1, s, total, floor=0.05))
+
+    class NextRate(Callback):  # the rate of the next step: a function of the step alone
+        def on_step_end(self, step: int, logs: dict) -> None:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step + 1, s, total, floor=0.05)
+
+    spec = TrainSpec(
+        command="train-vqa", settings=s, settings_toml=to_toml(s), model=model,
+        model_meta={"name": "gazeworld-cnn-vqa", "config": cfg.__dict__}, optimizer=optimizer, scheduler=None,
+        dataset=train_views, batches=batches, loss_fn=cnn_vqa_loss(s.gaze_weight), epochs=s.epochs,
+        evaluate_fn=vqa_evaluator(views_for, device, s.eval_limit, s.seed, score_cnn_answers), select_metric="gaze_acc",
+        select_mode="max", select_on="val", eval_every=s.eval_every, checkpoint_every=s.checkpoint_every,
+        callbacks=[NextRate()],
+        extra_meta={"data": str(root), "images": {"train": len(train_records), "val": len(val_records)},
+                    "views": {"train": len(train_views)}},
+        grad_clip=s.grad_clip)
+    result: TrainResult = train(spec, device, precision, s.seed, s.project, s.name, s.resume, s.workers, reporter)
+    provenance = {"trained_by": "gaze data train-vqa --arch cnn", "settings": s.model_dump(mode="json"),
+                  **_provenance(result, root, train_records, val_records), "steps": total,
+                  "seconds": time.perf_counter() - t0}
+    model_dir = result.run_dir / MODEL_FOLDER
+    files = save_folder(model.cpu(), model_dir, provenance)
+    return {"result": result, "model_dir": model_dir, "files": [*result.files, *files],
+            "parameters": count_parameters(model), "test_metrics": result.test_metrics or {},
+            "val_metrics": provenance["val_metrics"], "seconds": time.perf_counter() - t0}
 
 
 class PhasedBatches(EpochBatches):

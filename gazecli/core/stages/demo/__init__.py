@@ -253,6 +253,10 @@ def prepare_world(settings, progress: Callable[[int, int], None] | None = None) 
 
 def run_demo(settings, show: Callable[[list[Job]], None] | None = None) -> dict:
     """Every stage of the demo (those already done in --out are reused); the results dict."""
+    if settings.sweep:  # the VQA-quality sweep (an ablation): the demo per seed and VQA, sweep.py
+        from gazecli.core.stages.demo.sweep import run_sweep
+
+        return run_sweep(settings, run_demo, show)
     out = Path(settings.out)
     plan = resolve_plan(settings)
     t0 = time.perf_counter()
