@@ -78,6 +78,18 @@ class Sizes:
                 "face": torch.randn(n, 3, f, f, device=device), "heatmap": torch.rand(n, 1, h, h, device=device)}
 
 
+def _amp_update(opt, scaler, loss, losses: list) -> None:
+    """One optimiser update through the grad scaler; the loss value is kept for the finiteness check."""
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    losses.append(float(loss.detach()))
+
+
+def _finite(values) -> bool:
+    return all(v == v and abs(v) != float("inf") for v in values)
+
+
 def amp_student(sizes: Sizes, device) -> dict:
     import torch
 
@@ -96,15 +108,11 @@ def amp_student(sizes: Sizes, device) -> dict:
             opt.zero_grad(set_to_none=True)
             with autocast(device, precision):
                 pred = model(batch["scene"], batch["head_channel"], batch["face"])["heatmap"]
-            loss = ((pred.float() - batch["heatmap"]) ** 2).mean() * 10000
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            losses.append(float(loss.detach()))
+            _amp_update(opt, scaler, ((pred.float() - batch["heatmap"]) ** 2).mean() * 10000, losses)
 
         times = _timed(step, device, sizes.steps)
         out[precision] = {"ms_per_step": 1e3 * statistics.median(times), "batch": sizes.batch,
-                          "losses_finite": all(map(lambda v: v == v and abs(v) != float("inf"), losses))}
+                          "losses_finite": _finite(losses)}
     return out
 
 
@@ -146,16 +154,12 @@ def amp_diffusion(sizes: Sizes, device) -> dict:
             opt.zero_grad(set_to_none=True)
             with autocast(device, precision):
                 pred = model(x_t.to(device), t_in.to(device), batch["scene"], batch["head_channel"], batch["face"])
-            loss = ((pred.float() - x0) ** 2).mean() * 10000
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            losses.append(float(loss.detach()))
+            _amp_update(opt, scaler, ((pred.float() - x0) ** 2).mean() * 10000, losses)
 
         times = _timed(step, device, sizes.steps)
         out[precision] = {"ms_per_step": 1e3 * statistics.median(times), "batch": sizes.batch,
                           "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-                          "losses_finite": all(v == v and abs(v) != float("inf") for v in losses)}
+                          "losses_finite": _finite(losses)}
     return out
 
 

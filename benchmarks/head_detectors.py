@@ -79,14 +79,6 @@ def build_frames(seed: int = 0) -> list[tuple[str, np.ndarray, list[tuple[float,
     return frames
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _inside(point, box) -> bool:
     return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 
@@ -96,7 +88,9 @@ def _centre(box):
 
 
 def matches(detection, face) -> bool:
-    return _iou(detection, face) >= 0.3 or (_inside(_centre(detection), face) and _inside(_centre(face), detection))
+    from gazecli.core.predict.heads import iou_xyxy
+
+    return iou_xyxy(detection, face) >= 0.3 or (_inside(_centre(detection), face) and _inside(_centre(face), detection))
 
 
 def score(found: list, faces: list) -> tuple[int, int]:
