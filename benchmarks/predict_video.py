@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers: run_cli
 
 
 def make_video(path: Path, frames: int, side: int = 512) -> Path:
