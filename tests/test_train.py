@@ -154,6 +154,36 @@ def test_mid_epoch_resume_reports_the_uninterrupted_epoch_mean(world, tmp_path, 
     assert [r["train_loss"] for r in cut] == [r["train_loss"] for r in full]
 
 
+def test_stop_right_after_an_end_of_epoch_checkpoint_keeps_the_epoch_row(world, tmp_path, monkeypatch):
+    """Ctrl-C just after the end-of-epoch checkpoint: the resumed run starts at the next epoch, and
+    metrics.csv still holds every epoch's row, equal to an uninterrupted run's."""
+    from gazecli.core.engine import trainer
+
+    args = ["train-student", "--data", world, "--ratio", "1.0", "--epochs", "2", *TINY, "--project", tmp_path]
+    code, _, err = run_cli(*args, "--name", "full")
+    assert code == 0, err
+    real = trainer.save_checkpoint
+
+    def save_then_stop(path, model_state, meta, state=None):
+        written = real(path, model_state, meta, state)
+        if state is not None and meta["epoch_next"] == 1 and meta["skip"] == 0:
+            raise KeyboardInterrupt  # stopped right after epoch 1's checkpoint
+        return written
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
+    code, _, _ = run_cli(*args, "--name", "cut")
+    assert code == 130
+    monkeypatch.setattr(trainer, "save_checkpoint", real)
+    run = tmp_path / "train-student" / "cut"
+    assert [r["epoch"] for r in csv_rows(run / "metrics.csv")] == ["1"]
+    code, out, err = run_cli("train-student", "--resume", run)
+    assert code == 0 and "resuming" in out, err
+    full = csv_rows(tmp_path / "train-student" / "full" / "metrics.csv")
+    cut = csv_rows(run / "metrics.csv")
+    assert [r["epoch"] for r in cut] == ["1", "2"]
+    assert [r["train_loss"] for r in cut] == [r["train_loss"] for r in full]
+
+
 def test_two_process_ddp_with_gloo(world, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gazecli",
            "train-student", "--data", str(world), "--ratio", "1.0", "--epochs", "2", *TINY,

@@ -285,8 +285,10 @@ def train(spec: TrainSpec, device: torch.device, precision: str, seed: int, proj
                         save_checkpoint(run.best(), model.state_dict(),
                                         _meta(spec, epoch + 1, 0, step, best_value, metrics, precision))
             run.append_steps(step_rows)
-            checkpoint(epoch + 1, 0, metrics)
+            # the row first: a stop between the two leaves a row that the resumed epoch rewrites, where
+            # the other order would lose the row of an epoch the checkpoint says is done
             run.append_epoch(row)
+            checkpoint(epoch + 1, 0, metrics)
             if epoch + 1 == spec.epochs or time.perf_counter() - last_plot >= CURVES_EVERY_S:
                 run.plot_curves()  # seconds of matplotlib: throttled, or short epochs would wait on it
                 last_plot = time.perf_counter()
