@@ -17,6 +17,18 @@ def settings(tmp_path, **kw) -> DemoSettings:
     return DemoSettings.model_validate({"out": str(tmp_path / "demo"), **kw})
 
 
+def test_demo_reads_the_blip_vqas_last_layer_by_any_of_its_names(tmp_path):
+    """`gazeworld` (whichever VQA it names) and `gazeworld-blip` store BLIP's last text layer; the
+    convolutional VQA has one map, so no layer is asked of it."""
+    from gazecli.core.gradcam.backends import GAZEWORLD_DEFAULT
+
+    assert D.gradcam_values(settings(tmp_path, vqa_model="gazeworld-blip"))["layers"] == [-1]
+    assert "layers" not in D.gradcam_values(settings(tmp_path, vqa_model="gazeworld-cnn"))
+    default = D.gradcam_values(settings(tmp_path))
+    assert default["vqa_model"] == "gazeworld"
+    assert default.get("layers") == ([-1] if GAZEWORLD_DEFAULT == "gazeworld-blip" else None)
+
+
 def test_jobs_give_every_student_the_same_budget_and_the_right_inputs(tmp_path):
     s = settings(tmp_path, ratio=0.1, seed=3)
     plan = D.resolve_plan(s)

@@ -67,8 +67,11 @@ def gradcam_values(settings) -> dict:
     """Grad-CAM options of the demo. The shipped GazeWorld VQA grounds better in its last text layer
     than in the second-to-last (the paper's choice for OFA): Grad-CAM AUC 0.740 vs 0.651 on a separate
     fresh world (benchmarks/gazeworld_vqa.py), so the demo stores that one; other models keep -2."""
+    from gazecli.core.gradcam.backends import GAZEWORLD_DEFAULT
+
     values = {"vqa_model": settings.vqa_model, "device": settings.device, "batch_size": 64}
-    if settings.vqa_model == "gazeworld" or settings.train_vqa:
+    name = GAZEWORLD_DEFAULT if settings.vqa_model == "gazeworld" else settings.vqa_model
+    if name == "gazeworld-blip" or settings.train_vqa:  # the convolutional VQA has one map: layers do not apply
         values["layers"] = [-1]
     return values
 
