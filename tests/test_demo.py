@@ -100,6 +100,11 @@ def test_verdict_and_table_say_what_the_numbers_say():
              "min_l2": 0.1}]
     pseudo = [{"name": "Grad-CAM (raw)", "auc": 0.6, "avg_l2": 0.4, "min_l2": 0.4, "n": 5, "usable": 1.0},
               {"name": "diffusion teacher", "auc": 0.7, "avg_l2": 0.3, "min_l2": 0.3, "n": 5, "usable": 1.0}]
+    with_prior = pseudo + [{"name": "prior alone (noise teacher)", "auc": 0.75, "avg_l2": 0.35, "min_l2": 0.35,
+                            "n": 5, "usable": 1.0}]
+    assert D.verdict(rows, with_prior)[D.PRIOR_CLAIM] is False  # the prior alone has the better AUC
+    with_prior[-1]["auc"] = 0.65
+    assert D.verdict(rows, with_prior)[D.PRIOR_CLAIM] is True
     v = D.verdict(rows, pseudo)
     assert v == {"refined pseudo-labels beat raw Grad-CAM (AUC and Avg L2)": True,
                  "diffusion student beats the none student (AUC and Avg L2)": False,  # better AUC, worse L2

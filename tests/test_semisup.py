@@ -169,3 +169,26 @@ def test_pseudo_report_scores_maps_against_hidden_labels(world, tmp_path):
     # the oracle-class "Grad-CAM" knows the class: far better AUC than the centre prior
     assert by["Grad-CAM (raw)"]["auc"] > by["centre prior"]["auc"] + 0.1
     assert "Grad-CAM (raw)" in out
+
+
+def test_report_prior_scores_the_prior_without_gradcam_beside_the_refined_maps(world, tmp_path):
+    """--report-prior: the same prior sampled from pure noise (the noise teacher) on the same persons,
+    the row a refined pseudo-label must beat for the VQA to add information."""
+    root, cams, _ = world
+    code, _, err = run_cli("train-diffusion", "--data", root, "--ratio", "0.3", "--epochs", "1", *TINY,
+                           "--batch-size", "8", "--project", tmp_path, "--name", "prior")
+    assert code == 0, err
+    prior = tmp_path / "train-diffusion" / "prior"
+    code, out, err = run_cli("train-student", "--data", root, "--ratio", "0.3", "--gradcam", cams, "--pseudo-report",
+                             "--teacher", "diffusion", "--teacher-checkpoint", prior, "--report-prior", *TINY,
+                             "--project", tmp_path)
+    assert code == 0, err
+    report = json.loads(next((tmp_path / "pseudo-report").glob("*/pseudo_report.json")).read_text())
+    by = {r["name"]: r for r in report["results"]}
+    assert list(by) == ["centre prior", "Grad-CAM (raw)", "diffusion teacher", "prior alone (noise teacher)"]
+    assert by["prior alone (noise teacher)"]["n"] == by["diffusion teacher"]["n"] == report["persons"] > 0
+    assert 0 <= by["prior alone (noise teacher)"]["auc"] <= 1
+    assert by["prior alone (noise teacher)"]["avg_l2"] != by["diffusion teacher"]["avg_l2"]  # a different sampler
+    code, _, err = run_cli("train-student", "--data", root, "--ratio", "0.3", "--gradcam", cams, "--pseudo-report",
+                           "--teacher", "gradcam", "--report-prior", *TINY, "--project", tmp_path)
+    assert code == 2 and "--report-prior" in err and "--teacher diffusion" in err and len(err.strip().splitlines()) == 1

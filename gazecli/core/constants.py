@@ -8,3 +8,4 @@ GAZE_QUESTION = "gaze"
 STUDENT_MODELS = ("vat", "vat-gc", "gw-student")  # models/build.py (gw-student: models/gazeworld_student.py)
 TEACHER_NAMES = ("none", "gradcam", "diffusion", "noise", "vat", "vat-gc")  # teachers/registry.py
 IMPORT_KINDS = ("vat", "vat-gc", "diffusion")  # the authors' checkpoints gaze import-weights reads (models/import_weights.py)
+PRIOR_ALONE = "prior alone (noise teacher)"  # the pseudo-label report's row of --report-prior

@@ -50,7 +50,7 @@ def _gazeworld_cnn_folder() -> Path:
 
 # `--vqa-model gazeworld`: the shipped GazeWorld VQA whose pseudo-labels are best on the demo's
 # world (measured: README, "GazeWorld VQA"); the other stays available by its own name.
-GAZEWORLD_DEFAULT = "gazeworld-blip"
+GAZEWORLD_DEFAULT = "gazeworld-cnn"
 # Named local models: `--vqa-model NAME` resolves through this dict to a model folder.
 NAMED_MODELS: dict[str, Callable[[], Path]] = {"gazeworld-blip": _gazeworld_vqa_folder,
                                                "gazeworld-cnn": _gazeworld_cnn_folder}

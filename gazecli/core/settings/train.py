@@ -147,6 +147,9 @@ class TrainStudentSettings(TrainSettings):
     report_student: Path | None = Field(None, description="with --pseudo-report: also score this student (run folder "
                                         "or weights) on the same persons: the baseline a pseudo-label must beat",
                                         json_schema_extra=cli(panel="Teacher"))
+    report_prior: bool = Field(False, description="with --pseudo-report and --teacher diffusion: also score the "
+                               "prior sampled from pure noise (the noise teacher: the same prior, no Grad-CAM) on the "
+                               "same persons: what the Grad-CAM must add to", json_schema_extra=cli(panel="Teacher"))
     milestones: list[int] | None = Field(None, description="epochs at which the learning rate is multiplied by "
                                          "--gamma (default 25,40; with a teacher 15)")
     gamma: float = Field(0.2, gt=0, le=1, description="learning-rate factor at each milestone")

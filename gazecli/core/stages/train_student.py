@@ -21,6 +21,7 @@ from gazecli.core.engine.device import resolve_device
 from gazecli.core.engine.sampling import EpochBatches
 from gazecli.core.engine.precision import resolve_precision
 from gazecli.core.engine.trainer import Reporter, StepContext, TrainResult, TrainSpec, train
+from gazecli.core.constants import PRIOR_ALONE
 from gazecli.core.errors import SettingsError
 from gazecli.core.losses import heatmap_errors
 from gazecli.core.metrics import score_predictions
@@ -261,6 +262,11 @@ def pseudo_label_report(settings: TrainStudentSettings, progress=None) -> dict:
         teachers["Grad-CAM (raw)"] = GradcamTeacher()
     if settings.teacher not in ("none", "gradcam"):
         teachers[f"{settings.teacher} teacher"] = build_teacher(settings, device)
+    if settings.report_prior:
+        if settings.teacher != "diffusion":
+            raise SettingsError("--report-prior scores the diffusion teacher's prior without Grad-CAM: it needs "
+                                f"--teacher diffusion (got {settings.teacher})")
+        teachers[PRIOR_ALONE] = build_teacher(settings.model_copy(update={"teacher": "noise"}), device)
     if not teachers:
         raise SettingsError("--pseudo-report needs --gradcam STORE and/or a --teacher with its checkpoint")
     size = settings.heatmap_size

@@ -40,10 +40,11 @@ from gazecli.core.stages.demo.figure import quiet_transformers, write_figure
 from gazecli.core.stages.demo.plan import (DEMO_ENTRIES, DEMO_VAL_FRACTION, LABELLED_BATCH, PLANS, STUDENT_BATCH,
     Job, build_jobs, demo_seeds, epochs_for, gradcam_values, is_seed_folder, resolve_plan, seed_jobs, seeds_graph,
     student_ratios)
-from gazecli.core.stages.demo.results import (collect_results, combine_seeds, demo_verdict, results_markdown,
-    seeds_markdown, verdict, write_results)
+from gazecli.core.stages.demo.results import (PRIOR_CLAIM, collect_results, combine_seeds, demo_verdict,
+    results_markdown, seeds_markdown, verdict, write_results)
 
-__all__ = ["DEMO_ENTRIES", "DEMO_VAL_FRACTION", "LABELLED_BATCH", "PLANS", "STUDENT_BATCH", "Job", "JobRunner",
+__all__ = ["DEMO_ENTRIES", "DEMO_VAL_FRACTION", "LABELLED_BATCH", "PLANS", "PRIOR_CLAIM", "STUDENT_BATCH", "Job",
+           "JobRunner",
            "build_jobs", "collect_results", "combine_seeds", "demo_seeds", "demo_verdict", "epochs_for",
            "gradcam_values", "resolve_plan", "results_markdown", "run_demo", "run_job", "seed_jobs", "seeds_graph",
            "seeds_markdown", "student_ratios", "verdict", "write_figure", "write_results"]

@@ -124,7 +124,7 @@ def build_jobs(settings, plan: dict, root: Path, split_counts: Callable[[float],
                                "run_folder": runs / "train-student" / f"student-{name}"}))
     report = {**common, "ratio": settings.ratio, "teacher": "diffusion", "name": "pseudo-report",
               "gradcam": str(gradcam_dir), "teacher_checkpoint": str(runs / "train-diffusion" / "diffusion"),
-              "pseudo_report": True, "report_student": str(none_run)}
+              "pseudo_report": True, "report_student": str(none_run), "report_prior": True}
     jobs.append(Job("pseudo-report", "report", report, ("gradcam", "diffusion", "student-none"),
                     title="pseudo-labels of the unlabelled persons vs their hidden truth"))
     jobs.sort(key=lambda j: j.name != "student-none")  # first: the prior's encoder starts from it

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gazecli.core.constants import PRIOR_ALONE
 from gazecli.core.io import write_json, write_text
 from gazecli.core.seed_summary import claim_line, compare, summarize, summary_table
 from gazecli.core.stages.demo.plan import Job, student_ratios
@@ -37,6 +38,10 @@ def collect_results(settings, plan: dict, world: dict, done: dict[str, Job]) -> 
             "verdict": verdict(rows, pseudo)}
 
 
+PRIOR_CLAIM = ("refined pseudo-labels beat the prior alone (noise teacher, no Grad-CAM): the VQA adds "
+               "information (AUC and Avg L2)")
+
+
 def verdict(rows: list[dict], pseudo: list[dict]) -> dict:
     """The demo's claims, checked on its own numbers (True / False, never hidden)."""
     by = {r["student"]: r for r in rows}
@@ -46,6 +51,9 @@ def verdict(rows: list[dict], pseudo: list[dict]) -> dict:
     if raw and refined:
         out["refined pseudo-labels beat raw Grad-CAM (AUC and Avg L2)"] = bool(
             refined["auc"] > raw["auc"] and refined["avg_l2"] < raw["avg_l2"])
+    prior = p.get(PRIOR_ALONE)
+    if prior and refined:
+        out[PRIOR_CLAIM] = bool(refined["auc"] > prior["auc"] and refined["avg_l2"] < prior["avg_l2"])
     d = by.get("diffusion")
     for other in ("none", "gradcam"):
         if d and other in by and d["auc"] is not None and by[other]["auc"] is not None:
@@ -115,6 +123,8 @@ def demo_verdict(summary: dict, pseudo_summary: dict, students: list[dict], pseu
     checks = [
         ("refined pseudo-labels beat raw Grad-CAM (AUC and Avg L2)",
          pseudo_summary, pseudo, "name", "diffusion teacher", "Grad-CAM (raw)", ("auc", "avg_l2"), "beats"),
+        (PRIOR_CLAIM,
+         pseudo_summary, pseudo, "name", "diffusion teacher", PRIOR_ALONE, ("auc", "avg_l2"), "beats"),
         (f"refined pseudo-labels beat the {baseline} on the same persons (AUC and Avg L2)",
          pseudo_summary, pseudo, "name", "diffusion teacher", baseline, ("auc", "avg_l2"), "beats"),
         ("diffusion student beats the none student (AUC and Avg L2)",
