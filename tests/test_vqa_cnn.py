@@ -155,8 +155,13 @@ def test_sweep_summary_table_and_clearing(tmp_path):
                          "students": {"none": {"auc": 0.8, "avg_l2": l2}, "none-2x": {"auc": 0.85, "avg_l2": l2 - 0.02},
                                       "diffusion": {"auc": 0.82, "avg_l2": sl2}},
                          "pseudo": {"Grad-CAM (raw)": {"auc": 0.7, "avg_l2": 0.4},
-                                    "diffusion teacher": {"auc": 0.75, "avg_l2": 0.3}}})
+                                    "diffusion teacher": {"auc": 0.75, "avg_l2": 0.3},
+                                    "prior alone (noise teacher)": {"auc": 0.9 + seed / 50, "avg_l2": 0.15 + seed / 50}}})
     summary = summarise(runs, ["shipped", "sim 1.0"], 0.1)
+    prior = summary["baselines"]["prior"]  # one value per seed (the prior has no VQA in it)
+    assert prior["refined_l2"]["mean"] == pytest.approx(0.16) and prior["refined_l2"]["n"] == 2
+    assert "| no VQA: prior alone (noise teacher) as the pseudo-label | - | - | - | 0.910 ± 0.010 | 0.160 ± 0.010 |" \
+        in sweep_markdown(summary)
     sim = summary["rows"][1]
     assert sim["student_l2"]["mean"] == pytest.approx(0.27) and sim["student_l2"]["std"] == pytest.approx(0.02)
     assert summary["baselines"]["none"]["avg_l2"]["mean"] == pytest.approx(0.32)
@@ -181,6 +186,13 @@ def test_sweep_summary_table_and_clearing(tmp_path):
     assert not (demo / "gradcam").exists() and not (students / "student-diffusion").exists()
     assert not (demo / "seed3" / "pseudo-cache-diffusion").exists()
     assert (students / "student-none").is_dir()
+
+
+def test_sweep_also_names_more_real_vqas(tmp_path):
+    from gazecli.core.settings import DemoSettings, load_settings
+
+    s = load_settings(DemoSettings, {"out": tmp_path, "sweep": True, "sweep_also": "gazeworld-blip,/models/x"})
+    assert s.sweep_also == ["gazeworld-blip", "/models/x"]
 
 
 def test_demo_sweep_rejects_bad_accuracies_in_one_line(tmp_path):

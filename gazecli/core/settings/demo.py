@@ -49,6 +49,9 @@ class DemoSettings(GazeSettings):
                                                     "most-frequent-class guess)", json_schema_extra=cli(panel="Sweep"))
     sweep_shipped: bool = Field(True, description="--sweep: also the --vqa-model row (the method)",
                                 json_schema_extra=cli(panel="Sweep"))
+    sweep_also: Annotated[list[str], StrList] = Field(
+        [], description="--sweep: more real VQA models (names or folders), comma-separated: a row each, like "
+                        "--vqa-model's", json_schema_extra=cli(panel="Sweep"))
     ablations: bool = Field(False, description="also train the student with the noise teacher (the prior sampled "
                                                "from pure noise, no Grad-CAM: the paper's ablation)")
     jobs: int = Field(0, ge=0, description="stages run side by side in worker processes (0: min(2, CPU cores))")

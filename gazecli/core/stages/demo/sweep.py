@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from gazecli.core.constants import PRIOR_ALONE
 from gazecli.core.io import write_figure, write_json, write_text
 
 # what a one-seed demo folder holds that depends on the VQA (deleted before the next VQA's run): the
@@ -85,8 +86,8 @@ def run_sweep(settings, run_demo: Callable, show=None) -> dict:
 
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    vqas = ([("shipped VQA: " + str(settings.vqa_model), str(settings.vqa_model), None)]
-            if settings.sweep_shipped else [])
+    real = ([str(settings.vqa_model)] if settings.sweep_shipped else []) + list(settings.sweep_also)
+    vqas = [("shipped VQA: " + model, model, None) for model in dict.fromkeys(real)]
     for p in settings.sweep_p:
         label = "simulated p=gaze-free guess" if p == "guess" else f"simulated p={float(p):g}"
         vqas.append((label + " (ablation)", None, p))
@@ -150,6 +151,11 @@ def summarise(per_run: list[dict], labels: list[str], ratio: float) -> dict:
         baselines[name] = {"ratio": ratio if name == "none" else min(1.0, 2 * ratio),
                            "auc": _ms(r["students"].get(row, {}).get("auc") for r in first.values()),
                            "avg_l2": _ms(r["students"].get(row, {}).get("avg_l2") for r in first.values())}
+    prior = {seed: r["pseudo"][PRIOR_ALONE] for seed, r in
+             ((r["seed"], r) for r in per_run if PRIOR_ALONE in r["pseudo"])}  # one per seed: no VQA in it
+    if prior:
+        baselines["prior"] = {"ratio": ratio, "refined_auc": _ms(v["auc"] for v in prior.values()),
+                              "refined_l2": _ms(v["avg_l2"] for v in prior.values())}
     guess = _ms(r["guess_accuracy"] for r in first.values())
     return {"rows": rows, "baselines": baselines, "guess_accuracy": guess, "runs": per_run, "ratio": ratio}
 
@@ -174,6 +180,10 @@ def sweep_markdown(summary: dict) -> str:
                      f"{_pm(r['refined_auc'])} | {_pm(r['refined_l2'])} | {_pm(r['student_auc'])} | "
                      f"{_pm(r['student_l2'])} |")
     for name, b in summary["baselines"].items():
+        if name == "prior":
+            lines.append(f"| no VQA: {PRIOR_ALONE} as the pseudo-label | - | - | - | {_pm(b['refined_auc'])} | "
+                         f"{_pm(b['refined_l2'])} | - | - |")
+            continue
         lines.append(f"| no VQA: student `{name}` ({b['ratio']:g} labels) | - | - | - | - | - | {_pm(b['auc'])} | "
                      f"{_pm(b['avg_l2'])} |")
     return "\n".join(lines) + "\n"
@@ -199,6 +209,8 @@ def sweep_plot(summary: dict, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     colours = {"none": "tab:grey", "none-2x": "tab:green"}
     for name, b in summary["baselines"].items():
+        if "avg_l2" not in b:
+            continue
         m, s = b["avg_l2"]["mean"], b["avg_l2"]["std"]
         if m is None:
             continue
@@ -214,10 +226,11 @@ def sweep_plot(summary: dict, path: Path) -> Path | None:
             ax.annotate("guess" if r["p"] == "guess" else f"p={float(r['p']):g}",
                         (r["answer_accuracy"]["mean"], r["student_l2"]["mean"]), textcoords="offset points",
                         xytext=(4, 5), fontsize=7)
-    for r in summary["rows"]:
-        if r["p"] is None and r["student_l2"]["mean"] is not None:
-            ax.errorbar([r["answer_accuracy"]["mean"]], [r["student_l2"]["mean"]], yerr=[r["student_l2"]["std"]],
-                        fmt="*", ms=11, color="tab:red", capsize=3, label="student diffusion, shipped VQA")
+    real = [r for r in summary["rows"] if r["p"] is None and r["student_l2"]["mean"] is not None]
+    for r, colour, marker in zip(real, ("tab:red", "tab:purple", "tab:orange", "tab:brown"), "*DsP"):
+        ax.errorbar([r["answer_accuracy"]["mean"]], [r["student_l2"]["mean"]], yerr=[r["student_l2"]["std"]],
+                    fmt=marker, ms=11 if marker == "*" else 7, color=colour, capsize=3,
+                    label="student diffusion, " + r["vqa"])
     ax.set_xlabel("VQA answer accuracy on the gaze question (training persons)")
     ax.set_ylabel("student test Avg L2 (lower is better)")
     ax.set_title(f"How good must the VQA be? (labels {summary['ratio']:g})", fontsize=10)
