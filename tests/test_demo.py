@@ -147,7 +147,8 @@ def test_reduced_demo_end_to_end_is_deterministic(tmp_path):
         assert results["seeds"] == [0, 1]
         assert [(r["seed"], r["student"]) for r in results["students"]] == [(s, n) for s in (0, 1) for n in NAMES]
         assert all(r["auc"] is not None and r["n"] > 0 for r in results["students"])
-        pseudo = ["centre prior", "Grad-CAM (raw)", "diffusion teacher", "10 % student (none)"]
+        pseudo = ["centre prior", "Grad-CAM (raw)", "diffusion teacher", "prior alone (noise teacher)",
+                  "10 % student (none)"]
         assert [r["name"] for r in results["pseudo_labels"]] == pseudo * 2
         assert list(results["summary"]) == NAMES and list(results["pseudo_summary"]) == pseudo
         none = [r["avg_l2"] for r in results["students"] if r["student"] == "none"]
