@@ -64,9 +64,10 @@ def epochs_for(steps: int, per_epoch: int) -> int:
 
 
 def gradcam_values(settings) -> dict:
-    """Grad-CAM options of the demo. The shipped GazeWorld VQA grounds better in its last text layer
-    than in the second-to-last (the paper's choice for OFA): Grad-CAM AUC 0.740 vs 0.651 on a separate
-    fresh world (benchmarks/gazeworld_vqa.py), so the demo stores that one; other models keep -2."""
+    """Grad-CAM options of the demo. The shipped BLIP GazeWorld VQA grounds better in its last text
+    layer than in the second-to-last (the paper's choice for OFA): Grad-CAM AUC 0.740 vs 0.651 on a
+    separate fresh world (benchmarks/gazeworld_vqa.py), so the demo stores that one; the convolutional
+    VQA has one map; other models keep -2."""
     from gazecli.core.gradcam.backends import GAZEWORLD_DEFAULT
 
     values = {"vqa_model": settings.vqa_model, "device": settings.device, "batch_size": 64}
