@@ -123,21 +123,21 @@ def test_kill_and_resume_equals_an_uninterrupted_run(world, tmp_path):
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in b)
 
 
-def test_mid_epoch_resume_reports_the_uninterrupted_epoch_mean(world, tmp_path, monkeypatch):
-    """The epoch mean loss of a resumed epoch averages all its steps, not only the resumed ones
-    (the checkpoint carries the running sums)."""
+def _stop_after_a_checkpoint_then_resume(world, tmp_path, monkeypatch, extra: list, mid_epoch: bool):
+    """An uninterrupted 2-epoch run and one stopped (Ctrl-C) right after its first mid-epoch
+    (`mid_epoch`) or end-of-epoch checkpoint of epoch 1, checked for what the stop left, then resumed:
+    (metrics.csv rows of the full run, of the cut run after its resume)."""
     from gazecli.core.engine import trainer
 
-    args = ["train-student", "--data", world, "--ratio", "1.0", "--epochs", "2", *TINY, "--project", tmp_path,
-            "--checkpoint-every", "2"]
+    args = ["train-student", "--data", world, "--ratio", "1.0", "--epochs", "2", *TINY, "--project", tmp_path, *extra]
     code, _, err = run_cli(*args, "--name", "full")
     assert code == 0, err
     real = trainer.save_checkpoint
 
     def save_then_stop(path, model_state, meta, state=None):
         written = real(path, model_state, meta, state)
-        if state is not None and meta["epoch_next"] == 1 and meta["skip"] > 0:
-            raise KeyboardInterrupt  # stopped right after a mid-epoch checkpoint of epoch 2
+        if state is not None and meta["epoch_next"] == 1 and (meta["skip"] > 0) == mid_epoch:
+            raise KeyboardInterrupt
         return written
 
     monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
@@ -145,41 +145,25 @@ def test_mid_epoch_resume_reports_the_uninterrupted_epoch_mean(world, tmp_path, 
     assert code == 130
     monkeypatch.setattr(trainer, "save_checkpoint", real)
     run = tmp_path / "train-student" / "cut"
-    assert len(csv_rows(run / "metrics.csv")) == 1
+    assert [r["epoch"] for r in csv_rows(run / "metrics.csv")] == ["1"]  # epoch 1 done either way
     code, out, err = run_cli("train-student", "--resume", run)
     assert code == 0 and "resuming" in out, err
-    full = csv_rows(tmp_path / "train-student" / "full" / "metrics.csv")
-    cut = csv_rows(run / "metrics.csv")
-    assert len(cut) == 2
+    return csv_rows(tmp_path / "train-student" / "full" / "metrics.csv"), csv_rows(run / "metrics.csv")
+
+
+def test_mid_epoch_resume_reports_the_uninterrupted_epoch_mean(world, tmp_path, monkeypatch):
+    """The epoch mean loss of a resumed epoch averages all its steps, not only the resumed ones
+    (the checkpoint carries the running sums)."""
+    full, cut = _stop_after_a_checkpoint_then_resume(world, tmp_path, monkeypatch, ["--checkpoint-every", "2"],
+                                                     mid_epoch=True)
+    assert [r["epoch"] for r in cut] == ["1", "2"]
     assert [r["train_loss"] for r in cut] == [r["train_loss"] for r in full]
 
 
 def test_stop_right_after_an_end_of_epoch_checkpoint_keeps_the_epoch_row(world, tmp_path, monkeypatch):
     """Ctrl-C just after the end-of-epoch checkpoint: the resumed run starts at the next epoch, and
     metrics.csv still holds every epoch's row, equal to an uninterrupted run's."""
-    from gazecli.core.engine import trainer
-
-    args = ["train-student", "--data", world, "--ratio", "1.0", "--epochs", "2", *TINY, "--project", tmp_path]
-    code, _, err = run_cli(*args, "--name", "full")
-    assert code == 0, err
-    real = trainer.save_checkpoint
-
-    def save_then_stop(path, model_state, meta, state=None):
-        written = real(path, model_state, meta, state)
-        if state is not None and meta["epoch_next"] == 1 and meta["skip"] == 0:
-            raise KeyboardInterrupt  # stopped right after epoch 1's checkpoint
-        return written
-
-    monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
-    code, _, _ = run_cli(*args, "--name", "cut")
-    assert code == 130
-    monkeypatch.setattr(trainer, "save_checkpoint", real)
-    run = tmp_path / "train-student" / "cut"
-    assert [r["epoch"] for r in csv_rows(run / "metrics.csv")] == ["1"]
-    code, out, err = run_cli("train-student", "--resume", run)
-    assert code == 0 and "resuming" in out, err
-    full = csv_rows(tmp_path / "train-student" / "full" / "metrics.csv")
-    cut = csv_rows(run / "metrics.csv")
+    full, cut = _stop_after_a_checkpoint_then_resume(world, tmp_path, monkeypatch, [], mid_epoch=False)
     assert [r["epoch"] for r in cut] == ["1", "2"]
     assert [r["train_loss"] for r in cut] == [r["train_loss"] for r in full]
 

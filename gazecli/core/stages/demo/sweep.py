@@ -151,8 +151,8 @@ def summarise(per_run: list[dict], labels: list[str], ratio: float) -> dict:
         baselines[name] = {"ratio": ratio if name == "none" else min(1.0, 2 * ratio),
                            "auc": _ms(r["students"].get(row, {}).get("auc") for r in first.values()),
                            "avg_l2": _ms(r["students"].get(row, {}).get("avg_l2") for r in first.values())}
-    prior = {seed: r["pseudo"][PRIOR_ALONE] for seed, r in
-             ((r["seed"], r) for r in per_run if PRIOR_ALONE in r["pseudo"])}  # one per seed: no VQA in it
+    # the prior alone has no VQA in it: one value per seed (every VQA's run of a seed reports the same)
+    prior = {r["seed"]: r["pseudo"][PRIOR_ALONE] for r in per_run if PRIOR_ALONE in r["pseudo"]}
     if prior:
         baselines["prior"] = {"ratio": ratio, "refined_auc": _ms(v["auc"] for v in prior.values()),
                               "refined_l2": _ms(v["avg_l2"] for v in prior.values())}
