@@ -57,6 +57,46 @@ def test_gradcam_is_classic_gradcam_on_the_last_conv_map_and_folders_round_trip(
         assert torch.equal(again(images, torch.arange(2), q_ids, q_len), model(images, torch.arange(2), q_ids, q_len))
 
 
+@pytest.mark.parametrize("relative_hop,key_positions", [(True, True), (False, False)])
+def test_grouped_attention_equals_one_pooling_per_question(relative_hop, key_positions):
+    """The attention is computed per image over the questions grouped by image; it must give what
+    pooling each question's own copy of its image's features gives, values and gradients, for
+    questions in any order and images asked different numbers of questions (or none)."""
+    import torch
+
+    from gazecli.core.vqa.cnn import CNNVQA, CNNVQAConfig, _coords
+
+    torch.manual_seed(1)
+    model = CNNVQA(CNNVQAConfig(relative_hop=relative_hop, key_positions=key_positions))
+    a = torch.rand(4, 128, 16, 16, requires_grad=True)
+    q = torch.randn(9, 128)
+    index = torch.tensor([2, 0, 2, 3, 0, 2, 2, 3, 0])  # image 1 gets no question
+
+    def reference(a):
+        b, c, h, w = a.shape
+        pos = _coords(1, h, w, a.device, a.dtype).reshape(2, h * w)
+        keys = a.flatten(2) + (model.key_pos(_coords(b, h, w, a.device, a.dtype)).flatten(2) if key_positions else 0)
+        values, keys = a.flatten(2)[index], keys[index]
+        att1 = torch.einsum("qc,qcn->qn", model.query1(q), keys).mul(c ** -0.5).softmax(-1)
+        z1 = torch.einsum("qn,qcn->qc", att1, values)
+        logit2 = torch.einsum("qc,qcn->qn", model.query2(q) + model.query2_z(z1), keys) * c ** -0.5
+        if relative_hop:
+            rel = pos[None] - (att1 @ pos.T)[:, :, None]
+            dist = rel.norm(dim=1, keepdim=True)
+            phi = torch.cat([rel, rel / (dist + 0.02), dist, dist * dist], 1)
+            logit2 = logit2 + torch.einsum("qk,qkn->qn", model.rel(torch.cat([q, z1], 1)), phi)
+        z = torch.cat([z1, torch.einsum("qn,qcn->qc", logit2.softmax(-1), values), a.flatten(2).amax(-1)[index]], 1)
+        return model.head(torch.relu(model.fuse_z(z) + model.fuse_q(q)) * (1 + model.gate_q(q)))
+
+    got, want = model.answer_logits(a, index, q), reference(a)
+    assert torch.allclose(got, want, atol=1e-5)
+    (g_got,) = torch.autograd.grad(got.square().sum(), a)
+    (g_want,) = torch.autograd.grad(want.square().sum(), a)
+    assert torch.allclose(g_got, g_want, atol=1e-6)
+    assert g_got[1].abs().max() == 0  # the image nobody asked about gets no gradient
+    assert not hasattr(model, "key_pos") or key_positions
+
+
 def test_train_vqa_cnn_exports_a_folder_gradcam_runs_on(world, tmp_path):
     from gazecli.core.stages.gradcam import run_gradcam
     from gazecli.core.gradcam.store import GradcamStore

@@ -83,6 +83,7 @@ class CNNVQAConfig:
     fuse_dim: int = 384
     hidden_dim: int = 192
     relative_hop: bool = True  # hop 2 sees positions relative to hop 1 (False: two independent poolings)
+    key_positions: bool = True  # the attention keys carry the cell's absolute position (False: features only)
     answers: list[str] = field(default_factory=lambda: list(ANSWERS))
     words: list[str] = field(default_factory=lambda: list(WORDS))
 
@@ -113,6 +114,28 @@ def _coords(b: int, h: int, w: int, device, dtype) -> torch.Tensor:
     return torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)])[None].expand(b, 2, h, w)
 
 
+class _Grouped:
+    """Questions grouped by the image they ask about: `apply(x, m)` is x[k] @ m[image_index[k]]
+    for every question k, computed as one batched product over (image, slot) pairs."""
+
+    def __init__(self, image_index: torch.Tensor, slot: torch.Tensor, b: int, width: int):
+        self.image_index, self.slot, self.b, self.width = image_index, slot, b, width
+
+    def apply(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        padded = x.new_zeros((self.b, self.width, x.shape[1])).index_put((self.image_index, self.slot), x)
+        return torch.bmm(padded, m)[self.image_index, self.slot]
+
+
+def _by_image(image_index: torch.Tensor, b: int) -> _Grouped:
+    """Each question's slot among its image's questions (any order of `image_index`)."""
+    counts = torch.bincount(image_index, minlength=b)
+    order = torch.argsort(image_index, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.empty_like(image_index)
+    slot[order] = torch.arange(len(image_index), device=image_index.device) - starts[image_index[order]]
+    return _Grouped(image_index, slot, b, int(counts.max()) if len(image_index) else 0)
+
+
 class CNNVQA(nn.Module):
     def __init__(self, cfg: CNNVQAConfig):
         super().__init__()
@@ -127,7 +150,8 @@ class CNNVQA(nn.Module):
         self.query1 = nn.Linear(q, c)
         self.query2 = nn.Linear(q, c)
         self.query2_z = nn.Linear(c, c, bias=False)
-        self.key_pos = nn.Conv2d(2, c, 1)  # absolute position into the keys (CoordConv at the pooling)
+        if cfg.key_positions:
+            self.key_pos = nn.Conv2d(2, c, 1)  # absolute position into the keys (CoordConv at the pooling)
         if cfg.relative_hop:
             self.rel = nn.Sequential(nn.Linear(q + c, 64), nn.ReLU(), nn.Linear(64, 6))
         self.fuse_z = nn.Linear(3 * c, cfg.fuse_dim)
@@ -149,16 +173,20 @@ class CNNVQA(nn.Module):
         return self.gru(packed)[1][0]  # (Q, q)
 
     def answer_logits(self, a: torch.Tensor, image_index: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """a: (B, C, H, W) features; image_index: (Q,) which image each question asks about; q: (Q, q)."""
+        """a: (B, C, H, W) features; image_index: (Q,) which image each question asks about; q: (Q, q).
+
+        The attention runs per image on the questions grouped by their image (`_by_image`): one
+        (K, C) x (C, HW) product per image instead of a (C, HW) copy of the features per question,
+        the same numbers in a fraction of the time and memory (tests/test_vqa_cnn.py)."""
         b, c, h, w = a.shape
+        group = _by_image(image_index, b)
         pos = _coords(1, h, w, a.device, a.dtype).reshape(2, h * w)  # (2, HW)
-        keys = (a + self.key_pos(_coords(b, h, w, a.device, a.dtype))).flatten(2)  # (B, C, HW)
-        values = a.flatten(2)[image_index]  # (Q, C, HW)
-        keys = keys[image_index]
+        values = a.flatten(2)  # (B, C, HW)
+        keys = values + self.key_pos(_coords(b, h, w, a.device, a.dtype)).flatten(2) if self.cfg.key_positions else values
         scale = c ** -0.5
-        att1 = torch.einsum("qc,qcn->qn", self.query1(q), keys).mul(scale).softmax(-1)
-        z1 = torch.einsum("qn,qcn->qc", att1, values)
-        logit2 = torch.einsum("qc,qcn->qn", self.query2(q) + self.query2_z(z1), keys) * scale
+        att1 = (group.apply(self.query1(q), keys) * scale).softmax(-1)  # (Q, HW)
+        z1 = group.apply(att1, values.transpose(1, 2))  # (Q, C)
+        logit2 = group.apply(self.query2(q) + self.query2_z(z1), keys) * scale
         if self.cfg.relative_hop:
             p1 = att1 @ pos.T  # (Q, 2): where hop 1 looked
             rel = pos[None] - p1[:, :, None]  # (Q, 2, HW)
@@ -166,8 +194,8 @@ class CNNVQA(nn.Module):
             phi = torch.cat([rel, rel / (dist + 0.02), dist, dist * dist], 1)  # (Q, 6, HW)
             coef = self.rel(torch.cat([q, z1], 1))  # (Q, 6)
             logit2 = logit2 + torch.einsum("qk,qkn->qn", coef, phi)
-        z2 = torch.einsum("qn,qcn->qc", logit2.softmax(-1), values)
-        zmax = a.flatten(2).amax(-1)[image_index]
+        z2 = group.apply(logit2.softmax(-1), values.transpose(1, 2))
+        zmax = values.amax(-1)[image_index]
         z = torch.cat([z1, z2, zmax], 1)
         h_ = F.relu(self.fuse_z(z) + self.fuse_q(q)) * (1 + self.gate_q(q))
         return self.head(h_)
