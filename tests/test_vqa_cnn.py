@@ -32,13 +32,14 @@ def test_every_gazeworld_answer_is_one_output_class(world):
     assert tokenize("What is the person in the green bounding box looking at?")[-1] == WORDS.index("?")
 
 
-def test_gradcam_is_classic_gradcam_on_the_last_conv_map_and_folders_round_trip(tmp_path):
+@pytest.mark.parametrize("stem_kind", ["strided", "patchify"])
+def test_gradcam_is_classic_gradcam_on_the_last_conv_map_and_folders_round_trip(tmp_path, stem_kind):
     import torch
 
     from gazecli.core.vqa.cnn import CNNVQA, CNNVQAConfig, encode_questions, load_folder, save_folder
 
     torch.manual_seed(0)
-    model = CNNVQA(CNNVQAConfig()).eval()
+    model = CNNVQA(CNNVQAConfig(stem_kind=stem_kind)).eval()
     images = torch.randint(0, 255, (2, 3, 128, 128), dtype=torch.uint8)
     q_ids, q_len = encode_questions(["What is the red object?", Q.GAZE_BOX_QUESTION])
     answer, prob, cams = model.gradcam(images, q_ids, q_len)
@@ -53,6 +54,7 @@ def test_gradcam_is_classic_gradcam_on_the_last_conv_map_and_folders_round_trip(
     assert all(f.is_file() for f in files)
     again, meta = load_folder(tmp_path / "m")
     assert meta["model_type"] == "gazeworld-cnn-vqa" and meta["note"] == "test"
+    assert meta["config"]["stem_kind"] == stem_kind
     with torch.no_grad():
         assert torch.equal(again(images, torch.arange(2), q_ids, q_len), model(images, torch.arange(2), q_ids, q_len))
 
@@ -111,6 +113,8 @@ def test_train_vqa_cnn_exports_a_folder_gradcam_runs_on(world, tmp_path):
     assert is_cnn_folder(out["model_dir"]) and "gaze_acc" in out["test_metrics"]
     meta = json.loads((out["model_dir"] / "config.json").read_text())
     assert meta["supervision"].startswith("answer text only") and meta["steps"] > 0
+    assert {k: meta["config"][k] for k in ("stem_kind", "relative_hop", "key_positions")} == \
+        {"stem_kind": s.stem, "relative_hop": s.relative_hop, "key_positions": s.key_positions}
     store = tmp_path / "store"
     g = load_settings(GradcamSettings, dict(data=world, split="test", vqa_model=str(out["model_dir"]), out=store,
                                             device="cpu", batch_size=4))

@@ -89,8 +89,16 @@ class TrainVQASettings(GazeSettings):
                                          json_schema_extra=cli(panel="Model"))
     gaze_weight: float = Field(3.0, gt=0, description="--arch cnn: loss weight of the gaze question",
                                json_schema_extra=cli(panel="Curriculum"))
-    relative_hop: bool = Field(True, description="--arch cnn: the second attention pooling sees positions relative "
-                                                 "to the first one's", json_schema_extra=cli(panel="Model"))
+    relative_hop: bool = Field(False, description="--arch cnn: the second attention pooling also sees positions "
+                                                  "relative to the first one's (measured: it did not learn the gaze "
+                                                  "question; README)", json_schema_extra=cli(panel="Model"))
+    key_positions: bool = Field(False, description="--arch cnn: the attention keys also carry each cell's absolute "
+                                                   "position (the trunk's CoordConv input already does)",
+                                json_schema_extra=cli(panel="Model"))
+    stem: Literal["strided", "patchify"] = Field("patchify", description="--arch cnn: the trunk's way to 1/8 "
+                                                 "resolution: a 4x4 stride-4 conv then a 2x2 stride-2 conv, or three "
+                                                 "stride-2 3x3 convs (about 30 percent slower)",
+                                                 json_schema_extra=cli(panel="Model"))
     image_size: int = Field(128, ge=16, le=1024, description="square input side in pixels", json_schema_extra=cli(panel="Model"))
     patch_size: int = Field(16, ge=2, description="ViT patch side (image-size / patch-size is the Grad-CAM grid)",
                             json_schema_extra=cli(panel="Model"))

@@ -299,7 +299,8 @@ def train_vqa_cnn(s: TrainVQASettings, reporter: Reporter | None = None, progres
         return views[name]
 
     seed_everything(s.seed)
-    cfg = CNNVQAConfig(image_size=s.image_size, relative_hop=s.relative_hop, width=s.hidden_size,
+    cfg = CNNVQAConfig(image_size=s.image_size, relative_hop=s.relative_hop, key_positions=s.key_positions,
+                       stem_kind=s.stem, width=s.hidden_size,
                        stem=(s.hidden_size // 2, s.hidden_size), cam_channels=2 * s.hidden_size)
     model = CNNVQA(cfg)
     info = env_info()

@@ -1,16 +1,18 @@
 """A convolutional GazeWorld VQA ("late fusion", docs/design.md, "Grad-CAM") with classic Grad-CAM.
 
-The image goes through a question-independent trunk (a strided 3x3 stem to 1/8 resolution,
-residual 3x3 blocks with dilations 1,2,4,8,..., and a 1x1 conv to `cam_channels` channels:
-the Grad-CAM layer A, a 16x16 map for a 128 px input). The question (word ids of the
-GazeWorld vocabulary, a GRU) guides two attention poolings over A plus a global max pool:
+The image (RGB plus CoordConv x/y channels) goes through a question-independent trunk: a stem to
+1/8 resolution (`stem_kind` "patchify": a 4x4 stride-4 conv then a 2x2 stride-2 conv; "strided":
+three stride-2 3x3 convs), residual 3x3 blocks with dilations 1,2,4,8,..., and a 1x1 conv to
+`cam_channels` channels: the Grad-CAM layer A, a 16x16 map for a 128 px input. The question (word
+ids of the GazeWorld vocabulary, a GRU) guides two attention poolings over A plus a global max pool:
 
-- hop 1: softmax over the cells of <W1 q, A>, giving z1 and the attended position p1;
-- hop 2: softmax over the cells of <W2 q + U z1, A> + c(q, z1) . phi(cell - p1), where phi
-  holds generic relative-position features (dx, dy, the unit direction, the distance): a
-  second look conditioned on what and where the first one found (stacked attention with
-  relative coordinates; nothing in it is specific to gaze).
+- hop 1: softmax over the cells of <W1 q, K>, giving z1 and the attended position p1;
+- hop 2: softmax over the cells of <W2 q + U z1, K>; with `relative_hop`, plus
+  c(q, z1) . phi(cell - p1), where phi holds generic relative-position features (dx, dy, the unit
+  direction, the distance): a second look conditioned on where the first one looked.
 
+The keys K are A, plus a learned embedding of each cell's position with `key_positions`. The
+shipped weights use neither option (the prototype's design; README, "The convolutional VQA").
 The three pooled vectors are fused with the question as ReLU(W z + W' q) * (1 + W'' q), then
 two linear layers give a logit per answer (`ANSWERS`: every GazeWorld answer, one class each).
 
@@ -75,6 +77,7 @@ def encode_questions(questions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 class CNNVQAConfig:
     image_size: int = 128
     stem: tuple[int, int] = (32, 64)  # widths of the first two stride-2 convs (the third keeps `width`)
+    stem_kind: str = "strided"  # strided: three stride-2 3x3 convs; patchify: 4x4 stride 4, then 2x2 stride 2
     width: int = 64
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)
     cam_channels: int = 128
@@ -104,8 +107,9 @@ class _Block(nn.Module):
         return F.relu(x + self.b2(self.c2(F.relu(self.b1(self.c1(x))))))
 
 
-def _conv_bn(cin, cout, stride):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+def _conv_bn(cin, cout, stride, kernel=3, padding=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU())
 
 
 def _coords(b: int, h: int, w: int, device, dtype) -> torch.Tensor:
@@ -141,7 +145,13 @@ class CNNVQA(nn.Module):
         super().__init__()
         self.cfg = cfg
         s1, s2 = cfg.stem
-        self.stem = nn.Sequential(_conv_bn(5, s1, 2), _conv_bn(s1, s2, 2), _conv_bn(s2, cfg.width, 2))
+        if cfg.stem_kind == "patchify":
+            self.stem = nn.Sequential(_conv_bn(5, cfg.width, 4, kernel=4, padding=0),
+                                      _conv_bn(cfg.width, cfg.width, 2, kernel=2, padding=0))
+        elif cfg.stem_kind == "strided":
+            self.stem = nn.Sequential(_conv_bn(5, s1, 2), _conv_bn(s1, s2, 2), _conv_bn(s2, cfg.width, 2))
+        else:
+            raise ValueError(f"unknown stem_kind {cfg.stem_kind!r} (strided or patchify)")
         self.blocks = nn.Sequential(*[_Block(cfg.width, d) for d in cfg.dilations])
         self.cam = nn.Conv2d(cfg.width, cfg.cam_channels, 1)  # the Grad-CAM layer (after its ReLU)
         c, q = cfg.cam_channels, cfg.question_dim
