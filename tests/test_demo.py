@@ -90,6 +90,45 @@ def test_runner_reuses_finished_jobs_and_reruns_changed_ones(tmp_path, monkeypat
     assert calls == [("k", 6)] and done["b"].result["x2"] == 12
 
 
+def test_new_vqa_weights_under_the_same_name_drop_the_old_maps_and_what_was_built_on_them(tmp_path):
+    """A gazecli upgrade ships new weights under the name `gazeworld`: the gradcam job's values carry
+    a fingerprint of the weights, and a demo folder whose Grad-CAM was made with other weights loses
+    it and every VQA-dependent result of every seed (the supervised students stay)."""
+    import shutil
+
+    from gazecli.core.gradcam.backends import resolve_model_source, weights_fingerprint
+
+    model = tmp_path / "vqa"
+    shutil.copytree(resolve_model_source("gazeworld-cnn"), model)
+    first = weights_fingerprint(str(model))
+    assert first is not None and first == weights_fingerprint(str(model))
+    assert weights_fingerprint("SIMULATED-ablation:p=1") is None
+    s = settings(tmp_path, vqa_model=str(model))
+    out = Path(s.out)
+    job = lambda: D.Job("gradcam", "gradcam", D.gradcam_values(s))  # noqa: E731
+    assert job().values["vqa_weights"] == first
+    jobs = out / "jobs"
+    jobs.mkdir(parents=True)
+    for name in ("gradcam", "student-diffusion-s0", "student-diffusion-s1", "student-none-s0"):
+        (jobs / f"{name}.json").write_text(json.dumps({"values": job().values if name == "gradcam" else {},
+                                                       "result": {"seconds": 1}}))
+    for rel in ("gradcam", "seed0/pseudo-cache-diffusion", "seed1/pseudo-cache-diffusion", "seed0/runs"):
+        (out / rel).mkdir(parents=True)
+    assert not D.drop_stale_vqa_results(out, [job()])  # same weights: everything stays
+    assert (jobs / "gradcam.json").is_file() and (out / "seed1" / "pseudo-cache-diffusion").is_dir()
+
+    data = bytearray((model / "model.safetensors").read_bytes())
+    data[-1] ^= 1  # other weights, same name and size
+    (model / "model.safetensors").write_bytes(bytes(data))
+    assert weights_fingerprint(str(model)) != first
+    assert D.drop_stale_vqa_results(out, [job()])
+    assert not (out / "gradcam").exists() and not (jobs / "gradcam.json").exists()
+    for seed in (0, 1):
+        assert not (out / f"seed{seed}" / "pseudo-cache-diffusion").exists()
+        assert not (jobs / f"student-diffusion-s{seed}.json").exists()
+    assert (jobs / "student-none-s0.json").is_file() and (out / "seed0" / "runs").is_dir()
+
+
 def test_verdict_and_table_say_what_the_numbers_say():
     rows = [{"student": "none", "teacher": "none", "ratio": 0.1, "steps": 10, "auc": 0.90, "avg_l2": 0.20, "min_l2": 0.1},
             {"student": "gradcam", "teacher": "gradcam", "ratio": 0.1, "steps": 10, "auc": 0.85, "avg_l2": 0.25,

@@ -73,6 +73,31 @@ def require_transformers():
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
+def weights_fingerprint(name: str) -> str | None:
+    """A short fingerprint of a local VQA's weights (named models included): each weights file's
+    name, size and the SHA-256 of its first and last MiB, so a cached result made with other weights
+    is told apart without reading gigabytes. None for hub ids, simulated VQAs and missing folders."""
+    import hashlib
+
+    try:
+        folder = Path(resolve_model_source(name))
+    except Exception:  # noqa: BLE001 - a name that is not a local folder has no fingerprint
+        return None
+    if not folder.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(folder.iterdir()):
+        if f.suffix not in (".safetensors", ".bin", ".pt", ".pth") or not f.is_file():
+            continue
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(1 << 20)
+            fh.seek(max(0, size - (1 << 20)))
+            tail = fh.read(1 << 20)
+        h.update(f"{f.name}:{size}:".encode() + hashlib.sha256(head).digest() + hashlib.sha256(tail).digest())
+    return h.hexdigest()[:16]
+
+
 def resolve_model_source(name: str) -> str:
     """A local folder, a named model's folder, or a Hugging Face hub id (checked by loading)."""
     name = str(name).strip()

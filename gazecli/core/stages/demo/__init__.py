@@ -38,14 +38,15 @@ from gazecli.core.io import write_json
 from gazecli.core.seed_summary import cpu_clock
 from gazecli.core.stages.demo.figure import quiet_transformers, write_figure
 from gazecli.core.stages.demo.plan import (DEMO_ENTRIES, DEMO_VAL_FRACTION, LABELLED_BATCH, PLANS, STUDENT_BATCH,
-    Job, build_jobs, demo_seeds, epochs_for, gradcam_values, is_seed_folder, resolve_plan, seed_jobs, seeds_graph,
+    VQA_WEIGHTS, Job, build_jobs, demo_seeds, epochs_for, gradcam_values, is_seed_folder, resolve_plan, seed_jobs, seeds_graph,
     student_ratios)
 from gazecli.core.stages.demo.results import (PRIOR_CLAIM, collect_results, combine_seeds, demo_verdict,
     results_markdown, seeds_markdown, verdict, write_results)
 
 __all__ = ["DEMO_ENTRIES", "DEMO_VAL_FRACTION", "LABELLED_BATCH", "PLANS", "PRIOR_CLAIM", "STUDENT_BATCH", "Job",
            "JobRunner",
-           "build_jobs", "collect_results", "combine_seeds", "demo_seeds", "demo_verdict", "epochs_for",
+           "build_jobs", "collect_results", "combine_seeds", "demo_seeds", "demo_verdict",
+           "drop_stale_vqa_results", "epochs_for",
            "gradcam_values", "resolve_plan", "results_markdown", "run_demo", "run_job", "seed_jobs", "seeds_graph",
            "seeds_markdown", "student_ratios", "verdict", "write_figure", "write_results"]
 
@@ -104,6 +105,7 @@ def run_job(kind: str, values: dict, progress_path: str, log_path: str, threads:
         quiet_transformers()
         from gazecli.core.settings import GradcamSettings
 
+        values = {k: v for k, v in values.items() if k != VQA_WEIGHTS}  # the cache's key, not a setting
         result = run_gradcam(GradcamSettings.model_validate(values), progress=reporter.progress)
         out = {k: result[k] for k in ("persons", "computed", "grid", "layers", "model") if k in result}
         out["key_noun"] = str(result.get("key_noun", ""))
@@ -269,6 +271,7 @@ def run_demo(settings, show: Callable[[list[Job]], None] | None = None) -> dict:
     per_seed = {s: settings.model_copy(update={"seed": s, "out": out / f"seed{s}"}) for s in seeds}
     graph = seeds_graph({s: build_jobs(ss, plan, root, split_counter(root, s), gradcam_dir=out / "gradcam")
                          for s, ss in per_seed.items()})
+    drop_stale_vqa_results(out, graph)
     jobs = settings.jobs or max(1, min(2, os.cpu_count() or 1))
     threads = 1 if (jobs > 1 or settings.device == "cpu") else 0
     cpu0, load0 = cpu_clock(), os.getloadavg()
@@ -283,6 +286,28 @@ def run_demo(settings, show: Callable[[list[Job]], None] | None = None) -> dict:
                                          done[seeds[0]]))
     results["files"].append(results["figure"])
     return results
+
+
+def drop_stale_vqa_results(out: Path, graph: list[Job]) -> bool:
+    """When --out holds Grad-CAM made with another VQA or other weights (a gazecli upgrade ships new
+    weights under the same name), drop it and everything built on it in every seed folder, as the
+    VQA sweep does between VQAs; the job cache alone would rerun the Grad-CAM but keep the students
+    and pseudo-label caches made from the old maps. True when something was dropped."""
+    from gazecli.core.stages.demo.sweep import clear_vqa_results
+
+    job = next((j for j in graph if j.kind == "gradcam"), None)
+    saved = out / "jobs" / f"{job.name}.json" if job is not None else None
+    if saved is None or not saved.is_file():
+        return False
+    try:
+        if json.loads(saved.read_text(encoding="utf-8")).get("values") == job.values:
+            return False
+    except ValueError:
+        pass
+    seeds = {int(p.name[4:]) for p in out.glob("seed*") if p.is_dir() and is_seed_folder(p.name)}
+    for seed in sorted(seeds) or [0]:
+        clear_vqa_results(out, seed)
+    return True
 
 
 def train_demo_vqa(settings, out: Path, root: Path):

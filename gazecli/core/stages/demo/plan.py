@@ -24,6 +24,9 @@ STUDENT_BATCH, LABELLED_BATCH = 32, 8  # the GazeWorld preset's batch; 1 in 4 la
 # every labelled person trains and every run keeps its last weights (the cosine schedule ends at lr 0)
 DEMO_VAL_FRACTION = 0.0
 DEFAULT_SEEDS = (0, 1, 2)
+# the gradcam job's fingerprint of the VQA's weights: new weights under the same name (a gazecli
+# upgrade, a retrained folder) make the Grad-CAM and everything built on it stale (run_demo)
+VQA_WEIGHTS = "vqa_weights"
 
 
 @dataclass
@@ -68,9 +71,10 @@ def gradcam_values(settings) -> dict:
     layer than in the second-to-last (the paper's choice for OFA): Grad-CAM AUC 0.740 vs 0.651 on a
     separate fresh world (benchmarks/gazeworld_vqa.py), so the demo stores that one; the convolutional
     VQA has one map; other models keep -2."""
-    from gazecli.core.gradcam.backends import GAZEWORLD_DEFAULT
+    from gazecli.core.gradcam.backends import GAZEWORLD_DEFAULT, weights_fingerprint
 
-    values = {"vqa_model": settings.vqa_model, "device": settings.device, "batch_size": 64}
+    values = {"vqa_model": settings.vqa_model, "device": settings.device, "batch_size": 64,
+              VQA_WEIGHTS: weights_fingerprint(settings.vqa_model)}
     name = GAZEWORLD_DEFAULT if settings.vqa_model == "gazeworld" else settings.vqa_model
     if name == "gazeworld-blip" or settings.train_vqa:  # the convolutional VQA has one map: layers do not apply
         values["layers"] = [-1]
