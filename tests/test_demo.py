@@ -88,6 +88,11 @@ def test_runner_reuses_finished_jobs_and_reruns_changed_ones(tmp_path, monkeypat
     assert calls == [] and done["b"].state.startswith("done") and done["b"].result["x2"] == 10
     done = D.JobRunner(tmp_path / "jobs", 1, 1).run(graph(6))  # b's settings changed: b runs again, a does not
     assert calls == [("k", 6)] and done["b"].result["x2"] == 12
+    calls.clear()
+    changed = graph(6)
+    changed[0].fingerprint = {"weights": "other"}  # same settings, other weights: a runs again
+    D.JobRunner(tmp_path / "jobs", 1, 1).run(changed)
+    assert calls == [("k", 1)]
 
 
 def test_new_vqa_weights_under_the_same_name_drop_the_old_maps_and_what_was_built_on_them(tmp_path):
@@ -105,12 +110,14 @@ def test_new_vqa_weights_under_the_same_name_drop_the_old_maps_and_what_was_buil
     assert weights_fingerprint("SIMULATED-ablation:p=1") is None
     s = settings(tmp_path, vqa_model=str(model))
     out = Path(s.out)
-    job = lambda: D.Job("gradcam", "gradcam", D.gradcam_values(s))  # noqa: E731
-    assert job().values["vqa_weights"] == first
+    job = lambda: next(j for j in D.build_jobs(s, D.resolve_plan(s), out / "world", lambda r: (14, 126))  # noqa: E731
+                       if j.kind == "gradcam")
+    assert job().fingerprint == {"vqa_weights": first}
     jobs = out / "jobs"
     jobs.mkdir(parents=True)
     for name in ("gradcam", "student-diffusion-s0", "student-diffusion-s1", "student-none-s0"):
         (jobs / f"{name}.json").write_text(json.dumps({"values": job().values if name == "gradcam" else {},
+                                                       "fingerprint": job().fingerprint if name == "gradcam" else {},
                                                        "result": {"seconds": 1}}))
     for rel in ("gradcam", "seed0/pseudo-cache-diffusion", "seed1/pseudo-cache-diffusion", "seed0/runs"):
         (out / rel).mkdir(parents=True)

@@ -38,7 +38,7 @@ from gazecli.core.io import write_json
 from gazecli.core.seed_summary import cpu_clock
 from gazecli.core.stages.demo.figure import quiet_transformers, write_figure
 from gazecli.core.stages.demo.plan import (DEMO_ENTRIES, DEMO_VAL_FRACTION, LABELLED_BATCH, PLANS, STUDENT_BATCH,
-    VQA_WEIGHTS, Job, build_jobs, demo_seeds, epochs_for, gradcam_values, is_seed_folder, resolve_plan, seed_jobs, seeds_graph,
+    Job, build_jobs, demo_seeds, epochs_for, gradcam_values, is_seed_folder, resolve_plan, seed_jobs, seeds_graph,
     student_ratios)
 from gazecli.core.stages.demo.results import (PRIOR_CLAIM, collect_results, combine_seeds, demo_verdict,
     results_markdown, seeds_markdown, verdict, write_results)
@@ -105,7 +105,6 @@ def run_job(kind: str, values: dict, progress_path: str, log_path: str, threads:
         quiet_transformers()
         from gazecli.core.settings import GradcamSettings
 
-        values = {k: v for k, v in values.items() if k != VQA_WEIGHTS}  # the cache's key, not a setting
         result = run_gradcam(GradcamSettings.model_validate(values), progress=reporter.progress)
         out = {k: result[k] for k in ("persons", "computed", "grid", "layers", "model") if k in result}
         out["key_noun"] = str(result.get("key_noun", ""))
@@ -142,6 +141,11 @@ def read_progress(path: Path) -> dict | None:
         return None
 
 
+def _same_job(saved: dict, job: Job) -> bool:
+    """A finished job's JSON was made by this job: the same settings and the same fingerprint."""
+    return saved.get("values") == job.values and saved.get("fingerprint", {}) == job.fingerprint
+
+
 class JobRunner:
     """Runs a job graph with at most `jobs` at a time; results are cached as JSON files."""
 
@@ -159,7 +163,7 @@ class JobRunner:
             done_path = self.paths(job)[0]
             if done_path.is_file():
                 saved = json.loads(done_path.read_text(encoding="utf-8"))
-                if saved.get("values") == job.values:
+                if _same_job(saved, job):
                     job.result, job.state, job.seconds = saved["result"], "done (earlier run)", saved["result"]["seconds"]
         self._notify(graph)
         pending = [j for j in graph if j.result is None]
@@ -200,7 +204,8 @@ class JobRunner:
 
     def _finish(self, job: Job, result: dict) -> None:
         job.result, job.state, job.seconds = result, "done", result["seconds"]
-        write_json(self.paths(job)[0], {"values": job.values, "result": result}, indent=1, newline=False, default=str)
+        write_json(self.paths(job)[0], {"values": job.values, "fingerprint": job.fingerprint, "result": result},
+                   indent=1, newline=False, default=str)
 
     def _notify(self, graph: list[Job]) -> None:
         if self.on_change:
@@ -300,7 +305,7 @@ def drop_stale_vqa_results(out: Path, graph: list[Job]) -> bool:
     if saved is None or not saved.is_file():
         return False
     try:
-        if json.loads(saved.read_text(encoding="utf-8")).get("values") == job.values:
+        if _same_job(json.loads(saved.read_text(encoding="utf-8")), job):
             return False
     except ValueError:
         pass

@@ -24,9 +24,6 @@ STUDENT_BATCH, LABELLED_BATCH = 32, 8  # the GazeWorld preset's batch; 1 in 4 la
 # every labelled person trains and every run keeps its last weights (the cosine schedule ends at lr 0)
 DEMO_VAL_FRACTION = 0.0
 DEFAULT_SEEDS = (0, 1, 2)
-# the gradcam job's fingerprint of the VQA's weights: new weights under the same name (a gazecli
-# upgrade, a retrained folder) make the Grad-CAM and everything built on it stale (run_demo)
-VQA_WEIGHTS = "vqa_weights"
 
 
 @dataclass
@@ -41,6 +38,10 @@ class Job:
     started: float = 0.0
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    # compared with `values` before a finished job is reused, but not a setting of the command: the
+    # gradcam job's fingerprint of the VQA's weights (new weights under the same name, a gazecli
+    # upgrade or a retrained folder, make its maps and everything built on them stale: run_demo)
+    fingerprint: dict = field(default_factory=dict)
 
 
 def resolve_plan(settings) -> dict:
@@ -71,10 +72,9 @@ def gradcam_values(settings) -> dict:
     layer than in the second-to-last (the paper's choice for OFA): Grad-CAM AUC 0.740 vs 0.651 on a
     separate fresh world (benchmarks/gazeworld_vqa.py), so the demo stores that one; the convolutional
     VQA has one map; other models keep -2."""
-    from gazecli.core.gradcam.backends import GAZEWORLD_DEFAULT, weights_fingerprint
+    from gazecli.core.gradcam.backends import GAZEWORLD_DEFAULT
 
-    values = {"vqa_model": settings.vqa_model, "device": settings.device, "batch_size": 64,
-              VQA_WEIGHTS: weights_fingerprint(settings.vqa_model)}
+    values = {"vqa_model": settings.vqa_model, "device": settings.device, "batch_size": 64}
     name = GAZEWORLD_DEFAULT if settings.vqa_model == "gazeworld" else settings.vqa_model
     if name == "gazeworld-blip" or settings.train_vqa:  # the convolutional VQA has one map: layers do not apply
         values["layers"] = [-1]
@@ -95,9 +95,12 @@ def build_jobs(settings, plan: dict, root: Path, split_counts: Callable[[float],
     # ImageNet / gaze initialisation): the prior's encoder starts from the supervised student trained on
     # the same labels, which the demo trains anyway (no extra data, no unlabelled person's label).
     none_run = runs / "train-student" / "student-none"  # its best weights (last, without a validation split)
+    from gazecli.core.gradcam.backends import weights_fingerprint
+
     jobs = [Job("gradcam", "gradcam", {**gradcam_values(settings), "split": "train", "out": str(gradcam_dir),
                                        "data": str(root)},
-                title="Grad-CAM of the training persons (VQA: " + str(settings.vqa_model) + ")"),
+                title="Grad-CAM of the training persons (VQA: " + str(settings.vqa_model) + ")",
+                fingerprint={"vqa_weights": weights_fingerprint(settings.vqa_model)}),
             Job("diffusion", "diffusion", {**common, "ratio": settings.ratio, "name": "diffusion",
                                            "epochs": plan["diffusion_epochs"], "init": str(none_run),
                                            "eval_every": max(1, plan["diffusion_epochs"] // 5)},
