@@ -95,6 +95,18 @@ def test_runner_reuses_finished_jobs_and_reruns_changed_ones(tmp_path, monkeypat
     assert calls == [("k", 1)]
 
 
+def test_jobs_on_the_cpu_run_one_thread_each_whatever_jobs_is(monkeypatch):
+    """`gaze demo --jobs 1` on a machine without a GPU once ran its jobs with every core's threads
+    and gave other digits than the default --jobs 2 (one thread each): CPU jobs get one thread."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert [D.job_threads(d, j) for d in ("auto", "cpu") for j in (1, 2)] == [1, 1, 1, 1]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert D.job_threads("auto", 1) == 0 and D.job_threads("cpu", 1) == 1 and D.job_threads("auto", 2) == 1
+
+
 def test_new_vqa_weights_under_the_same_name_drop_the_old_maps_and_what_was_built_on_them(tmp_path):
     """A gazecli upgrade ships new weights under the name `gazeworld`: the gradcam job's values carry
     a fingerprint of the weights, and a demo folder whose Grad-CAM was made with other weights loses

@@ -46,7 +46,7 @@ from gazecli.core.stages.demo.results import (PRIOR_CLAIM, collect_results, comb
 __all__ = ["DEMO_ENTRIES", "DEMO_VAL_FRACTION", "LABELLED_BATCH", "PLANS", "PRIOR_CLAIM", "STUDENT_BATCH", "Job",
            "JobRunner",
            "build_jobs", "collect_results", "combine_seeds", "demo_seeds", "demo_verdict",
-           "drop_stale_vqa_results", "epochs_for",
+           "drop_stale_vqa_results", "epochs_for", "job_threads",
            "gradcam_values", "resolve_plan", "results_markdown", "run_demo", "run_job", "seed_jobs", "seeds_graph",
            "seeds_markdown", "student_ratios", "verdict", "write_figure", "write_results"]
 
@@ -278,7 +278,7 @@ def run_demo(settings, show: Callable[[list[Job]], None] | None = None) -> dict:
                          for s, ss in per_seed.items()})
     drop_stale_vqa_results(out, graph)
     jobs = settings.jobs or max(1, min(2, os.cpu_count() or 1))
-    threads = 1 if (jobs > 1 or settings.device == "cpu") else 0
+    threads = job_threads(settings.device, jobs)
     cpu0, load0 = cpu_clock(), os.getloadavg()
     done_all = JobRunner(out / "jobs", jobs, threads, show).run(graph)
     done = {s: seed_jobs(done_all, s) for s in seeds}
@@ -291,6 +291,18 @@ def run_demo(settings, show: Callable[[list[Job]], None] | None = None) -> dict:
                                          done[seeds[0]]))
     results["files"].append(results["figure"])
     return results
+
+
+def job_threads(device: str, jobs: int) -> int:
+    """Torch threads of each job: 1 whenever the jobs run on the CPU (`--device cpu`, or `auto` on a
+    machine without an accelerator), whatever --jobs is, because CPU float reductions round
+    differently with other thread counts and the table must not depend on --jobs; 0 (torch's
+    default) when an accelerator runs them one at a time."""
+    from gazecli.core.engine.device import resolve_device
+
+    if jobs > 1 or resolve_device(device).type == "cpu":
+        return 1
+    return 0
 
 
 def drop_stale_vqa_results(out: Path, graph: list[Job]) -> bool:
