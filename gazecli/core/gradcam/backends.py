@@ -81,7 +81,7 @@ def weights_fingerprint(name: str) -> str | None:
 
     try:
         folder = Path(resolve_model_source(name))
-    except Exception:  # noqa: BLE001 - a name that is not a local folder has no fingerprint
+    except ModelError:  # not a local folder (a simulated VQA, a missing one): no fingerprint
         return None
     if not folder.is_dir():
         return None

@@ -97,7 +97,7 @@ class TrainVQASettings(GazeSettings):
                                 json_schema_extra=cli(panel="Model"))
     stem: Literal["strided", "patchify"] = Field("patchify", description="--arch cnn: the trunk's way to 1/8 "
                                                  "resolution: a 4x4 stride-4 conv then a 2x2 stride-2 conv, or three "
-                                                 "stride-2 3x3 convs (about 30 percent slower)",
+                                                 "stride-2 3x3 convs (about 1.3x the time per step)",
                                                  json_schema_extra=cli(panel="Model"))
     image_size: int = Field(128, ge=16, le=1024, description="square input side in pixels", json_schema_extra=cli(panel="Model"))
     patch_size: int = Field(16, ge=2, description="ViT patch side (image-size / patch-size is the Grad-CAM grid)",
