@@ -126,6 +126,39 @@ def test_train_vqa_cnn_exports_a_folder_gradcam_runs_on(world, tmp_path):
     assert (maps >= 0).all() and maps.shape[1:] == (16, 16)
 
 
+def test_train_vqa_cnn_init_starts_from_the_given_weights_and_their_config(world, tmp_path):
+    import torch
+
+    from gazecli.core.errors import SettingsError
+    from gazecli.core.gradcam.backends import resolve_model_source
+    from gazecli.core.settings import TrainVQASettings, load_settings
+    from gazecli.core.stages.train_vqa import train_vqa
+    from gazecli.core.vqa.cnn import load_folder
+
+    shipped, shipped_meta = load_folder(Path(resolve_model_source("gazeworld-cnn")))
+    base = dict(data=world, arch="cnn", epochs=1, batch_size=8, questions_per_view=2, device="cpu", threads=1,
+                project=tmp_path / "runs", eval_limit=5, warmup_steps=0)
+    # the flags ask for another trunk: --init's config wins, and a rate of 1e-9 leaves its weights in place
+    s = load_settings(TrainVQASettings, dict(base, init="gazeworld-cnn", stem="strided", key_positions=True,
+                                             lr=1e-9, name="init"))
+    out = train_vqa(s)
+    tuned, meta = load_folder(out["model_dir"])
+    assert meta["config"] == shipped_meta["config"]
+    assert meta["init"]["from"] == "gazeworld-cnn" and meta["init"]["steps"] == shipped_meta["steps"]
+    want = dict(shipped.named_parameters())
+    for name, p in tuned.named_parameters():  # (BatchNorm's running statistics are buffers and do move)
+        assert torch.allclose(p, want[name], atol=1e-6), name
+    scratch, _ = load_folder(train_vqa(load_settings(TrainVQASettings, dict(base, lr=1e-9, name="scratch")))["model_dir"])
+    assert not torch.allclose(dict(scratch.named_parameters())["stem.0.0.weight"], want["stem.0.0.weight"], atol=1e-3)
+    assert "init" not in json.loads((tmp_path / "runs/train-vqa/scratch/model/config.json").read_text())
+
+    for init, message in (("gazeworld-blip", "not a convolutional GazeWorld VQA"), (tmp_path / "none", "not found")):
+        with pytest.raises(SettingsError, match=message):
+            train_vqa(load_settings(TrainVQASettings, dict(base, init=init, name="bad")))
+    with pytest.raises(SettingsError, match="--init needs --arch cnn"):
+        load_settings(TrainVQASettings, dict(base, arch="blip", init="gazeworld-cnn"))
+
+
 def test_backend_cnn_refuses_a_folder_that_is_not_one(tmp_path):
     from gazecli.core.gradcam.backends import ModelError, load_backend
 

@@ -131,6 +131,9 @@ class TrainVQASettings(GazeSettings):
                                   json_schema_extra=cli(panel="Curriculum"))
     gaze_fraction: float = Field(0.5, ge=0.0, le=1.0, description="afterwards: chance that a view's first slot is its "
                                  "gaze question", json_schema_extra=cli(panel="Curriculum"))
+    init: Path | None = Field(None, description="--arch cnn: start from these weights (a convolutional VQA folder: a "
+                              "run's model/ or a shipped one, e.g. gazeworld-cnn); its config replaces the model flags",
+                              json_schema_extra=cli(panel="Model"))
     max_images: int | None = Field(None, ge=2, description="use only the first N training images")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="training images held out to select the best epoch")
     epochs: int = Field(9, ge=1, description="passes over the prompted images of the --data world (after the warm-up)")
@@ -160,4 +163,6 @@ class TrainVQASettings(GazeSettings):
         if not self.questions:
             raise ValueError("--questions: give at least one question type")
         self.questions = [t for t in QUESTION_TYPES if t in self.questions]  # canonical order, no repeats
+        if self.init is not None and self.arch != "cnn":
+            raise ValueError("--init needs --arch cnn (the BLIP VQA trains from scratch)")
         return self

@@ -281,6 +281,12 @@ def train_vqa_cnn(s: TrainVQASettings, reporter: Reporter | None = None, progres
 
     t0 = time.perf_counter()
     device, precision, root, records = _start(s)
+    if s.init is not None:  # checked before the views are prepared
+        init_model, init_meta = init_cnn_model(s.init)
+        if init_model.cfg.image_size != s.image_size:
+            raise SettingsError(f"--init {s.init}: its input side is {init_model.cfg.image_size}, --image-size is "
+                                f"{s.image_size}")
+        init_model.train()
     train_records, val_records = split_records(records, s)
     reporter = reporter or SilentReporter()
     reporter.message(f"preparing prompted images: {len(train_records)} training, {len(val_records)} validation "
@@ -299,10 +305,13 @@ def train_vqa_cnn(s: TrainVQASettings, reporter: Reporter | None = None, progres
         return views[name]
 
     seed_everything(s.seed)
-    cfg = CNNVQAConfig(image_size=s.image_size, relative_hop=s.relative_hop, key_positions=s.key_positions,
-                       stem_kind=s.stem, width=s.hidden_size,
-                       stem=(s.hidden_size // 2, s.hidden_size), cam_channels=2 * s.hidden_size)
-    model = CNNVQA(cfg)
+    if s.init is not None:
+        model, cfg = init_model, init_model.cfg
+    else:
+        cfg = CNNVQAConfig(image_size=s.image_size, relative_hop=s.relative_hop, key_positions=s.key_positions,
+                           stem_kind=s.stem, width=s.hidden_size,
+                           stem=(s.hidden_size // 2, s.hidden_size), cam_channels=2 * s.hidden_size)
+        model = CNNVQA(cfg)
     info = env_info()
     batches = EpochBatches(np.arange(len(train_views)), s.batch_size // info.world_size, seed=s.seed,
                            rank=info.rank, world_size=info.world_size)
@@ -330,6 +339,7 @@ def train_vqa_cnn(s: TrainVQASettings, reporter: Reporter | None = None, progres
         grad_clip=s.grad_clip)
     result: TrainResult = train(spec, device, precision, s.seed, s.project, s.name, s.resume, s.workers, reporter)
     provenance = {"trained_by": "gaze data train-vqa --arch cnn", "settings": s.model_dump(mode="json"),
+                  **({"init": _init_provenance(s.init, init_meta)} if s.init is not None else {}),
                   **_provenance(result, root, train_records, val_records), "steps": total,
                   "seconds": time.perf_counter() - t0}
     model_dir = result.run_dir / MODEL_FOLDER
@@ -337,6 +347,32 @@ def train_vqa_cnn(s: TrainVQASettings, reporter: Reporter | None = None, progres
     return {"result": result, "model_dir": model_dir, "files": [*result.files, *files],
             "parameters": count_parameters(model), "test_metrics": result.test_metrics or {},
             "val_metrics": provenance["val_metrics"], "seconds": time.perf_counter() - t0}
+
+
+def init_cnn_model(init):
+    """--init: the convolutional VQA of a folder or a named model (gazeworld-cnn), in training mode.
+    Anything else is one settings line (exit 2)."""
+    from gazecli.core.gradcam.backends import resolve_model_source
+    from gazecli.core.gradcam.vqa_backend import ModelError
+    from gazecli.core.vqa.cnn import is_cnn_folder, load_folder
+
+    try:
+        folder = Path(resolve_model_source(str(init)))
+    except ModelError as e:
+        raise SettingsError(f"--init {init}: {str(e).split(': ', 1)[-1]}") from None
+    if not is_cnn_folder(folder):
+        raise SettingsError(f"--init {init}: not a convolutional GazeWorld VQA folder (train-vqa --arch cnn "
+                            f"writes one as RUN/model/)")
+    try:
+        return load_folder(folder)
+    except DataError as e:
+        raise SettingsError(f"--init {init}: {e}") from None
+
+
+def _init_provenance(init, meta: dict) -> dict:
+    """Where the starting weights came from: the name given and, when known, how they were trained."""
+    keep = ("trained_by", "world", "steps", "best_epoch", "seconds", "init")
+    return {"from": str(init), **{k: meta[k] for k in keep if k in meta}}
 
 
 class PhasedBatches(EpochBatches):
