@@ -289,6 +289,10 @@ def train_vqa_cnn(s: TrainVQASettings, reporter: Reporter | None = None, progres
         init_model.train()
     train_records, val_records = split_records(records, s)
     reporter = reporter or SilentReporter()
+    if s.init is not None:
+        c = init_model.cfg
+        reporter.message(f"--init {s.init}: its weights and config (stem {c.stem_kind}, width {c.width}, relative hop "
+                         f"{c.relative_hop}, key positions {c.key_positions}); the model flags do not apply")
     reporter.message(f"preparing prompted images: {len(train_records)} training, {len(val_records)} validation "
                      f"images of {root}")
     types = tuple(dict.fromkeys([*s.questions]))
