@@ -281,18 +281,15 @@ def train_vqa_cnn(s: TrainVQASettings, reporter: Reporter | None = None, progres
 
     t0 = time.perf_counter()
     device, precision, root, records = _start(s)
+    reporter = reporter or SilentReporter()
     if s.init is not None:  # checked before the views are prepared
         init_model, init_meta = init_cnn_model(s.init)
-        if init_model.cfg.image_size != s.image_size:
-            raise SettingsError(f"--init {s.init}: its input side is {init_model.cfg.image_size}, --image-size is "
-                                f"{s.image_size}")
-        init_model.train()
-    train_records, val_records = split_records(records, s)
-    reporter = reporter or SilentReporter()
-    if s.init is not None:
         c = init_model.cfg
+        if c.image_size != s.image_size:
+            raise SettingsError(f"--init {s.init}: its input side is {c.image_size}, --image-size is {s.image_size}")
         reporter.message(f"--init {s.init}: its weights and config (stem {c.stem_kind}, width {c.width}, relative hop "
                          f"{c.relative_hop}, key positions {c.key_positions}); the model flags do not apply")
+    train_records, val_records = split_records(records, s)
     reporter.message(f"preparing prompted images: {len(train_records)} training, {len(val_records)} validation "
                      f"images of {root}")
     types = tuple(dict.fromkeys([*s.questions]))
@@ -354,7 +351,7 @@ def train_vqa_cnn(s: TrainVQASettings, reporter: Reporter | None = None, progres
 
 
 def init_cnn_model(init):
-    """--init: the convolutional VQA of a folder or a named model (gazeworld-cnn), in training mode.
+    """--init: the convolutional VQA of a folder or a named model (gazeworld-cnn) and its config.json.
     Anything else is one settings line (exit 2)."""
     from gazecli.core.gradcam.backends import resolve_model_source
     from gazecli.core.gradcam.vqa_backend import ModelError
